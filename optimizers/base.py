@@ -1,0 +1,204 @@
+"""The optimizer contract and its registry.
+
+Every registered optimizer is an ``optax.GradientTransformationExtraArgs`` built by
+``optax.inject_hyperparams``, so its numeric hyperparameters live in the state as traced
+arrays: a sweep over learning rates changes data, not the program. Hyperparameters that fix
+shapes or Python control flow (a Krylov dimension, a memory size) are declared ``static`` and
+are baked into the program.
+
+The runner always calls ``tx.update(grads, state, params, value=..., value_fn=..., key=...)``:
+``value`` is the mini-batch loss at ``params``, ``value_fn`` that same mini-batch loss as a
+function (for line searches and Hessian-vector products), ``key`` a per-step PRNG key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class OracleCounts(NamedTuple):
+    """Oracle calls an optimizer spent beyond the runner's one gradient per step.
+
+    Put one of these in an optimizer's state and increment it inside ``update``;
+    ``oracle_counts`` finds it anywhere in the (possibly wrapped) state.
+    """
+
+    values: jax.Array  # extra function values, int32
+    grads: jax.Array  # extra gradients, int32
+    hvps: jax.Array  # Hessian-vector products, int32
+
+    @staticmethod
+    def zeros() -> OracleCounts:
+        z = jnp.zeros([], jnp.int32)
+        return OracleCounts(z, z, z)
+
+    def add(self, values=0, grads=0, hvps=0) -> OracleCounts:
+        return OracleCounts(
+            self.values + jnp.asarray(values, jnp.int32),
+            self.grads + jnp.asarray(grads, jnp.int32),
+            self.hvps + jnp.asarray(hvps, jnp.int32),
+        )
+
+
+def oracle_counts(state: Any) -> dict[str, jax.Array]:
+    """Extra function values, gradients and HVPs the optimizer itself has spent so far.
+
+    Sums every ``OracleCounts`` found in ``state`` (zeros where there is none). The runner
+    adds its own one value and one gradient per step.
+    """
+    leaves = jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, OracleCounts))
+    total = OracleCounts.zeros()
+    for leaf in leaves:
+        if isinstance(leaf, OracleCounts):
+            total = total.add(leaf.values, leaf.grads, leaf.hvps)
+    return total._asdict()
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A continuous hyperparameter range for tuning (log-uniform when ``log``)."""
+
+    low: float
+    high: float
+    log: bool = True
+
+    def __post_init__(self):
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError(f"bad range [{self.low}, {self.high}] (log={self.log})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What the suite knows about an optimizer.
+
+    Attributes:
+      name: registry name.
+      defaults: every hyperparameter with its default value.
+      search_space: tunable hyperparameters -> ``Range``.
+      static: hyperparameters that fix the program (shapes, loop counts); not traced.
+      needs_value_fn: uses ``value_fn`` (line search, model ratio, HVPs).
+      needs_hvp: takes Hessian-vector products of ``value_fn``.
+      uses_key: draws noise from the per-step ``key``.
+      reference: the paper or library it comes from.
+      description: one line.
+    """
+
+    name: str
+    defaults: Mapping[str, Any]
+    search_space: Mapping[str, Range]
+    static: tuple[str, ...] = ()
+    needs_value_fn: bool = False
+    needs_hvp: bool = False
+    uses_key: bool = False
+    reference: str = ""
+    description: str = ""
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """Hyperparameters carried as traced arrays (sweeps over them do not recompile)."""
+        return tuple(k for k in self.defaults if k not in self.static)
+
+
+_REGISTRY: dict[str, tuple[Spec, Callable[..., optax.GradientTransformation]]] = {}
+
+
+def register(
+    name: str,
+    factory: Callable[..., optax.GradientTransformation],
+    defaults: Mapping[str, Any],
+    search_space: Mapping[str, Range] | None = None,
+    *,
+    static: Sequence[str] = (),
+    needs_value_fn: bool = False,
+    needs_hvp: bool = False,
+    uses_key: bool = False,
+    reference: str = "",
+    description: str = "",
+) -> None:
+    """Register ``factory(**hparams) -> GradientTransformation`` under ``name``."""
+    if name in _REGISTRY:
+        raise ValueError(f"optimizer {name!r} is already registered")
+    search_space = dict(search_space or {})
+    bad = (set(search_space) | set(static)) - set(defaults)
+    if bad:
+        raise ValueError(f"optimizer {name!r}: {sorted(bad)} not among its defaults")
+    spec = Spec(
+        name=name,
+        defaults=dict(defaults),
+        search_space=search_space,
+        static=tuple(static),
+        needs_value_fn=needs_value_fn or needs_hvp,
+        needs_hvp=needs_hvp,
+        uses_key=uses_key,
+        reference=reference,
+        description=description or (factory.__doc__ or "").strip().split("\n")[0],
+    )
+    _REGISTRY[name] = (spec, factory)
+
+
+def names() -> list[str]:
+    """Every registered optimizer."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> Spec:
+    """Defaults, search space and oracle needs of a registered optimizer."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(names())}")
+    return _REGISTRY[name][0]
+
+
+def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``hparams``, after checking names and types; raises on bad input."""
+    sp = spec(name)
+    unknown = sorted(set(hparams) - set(sp.defaults))
+    if unknown:
+        raise TypeError(
+            f"{name}: unknown hyperparameter(s) {unknown}; valid: "
+            + ", ".join(f"{k}={v!r}" for k, v in sp.defaults.items())
+        )
+    merged = dict(sp.defaults)
+    for k, v in hparams.items():
+        default = sp.defaults[k]
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise TypeError(f"{name}: hyperparameter {k!r} must be a bool, got {v!r}")
+        elif isinstance(default, (int, float)) and not isinstance(v, (jax.Array,)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    raise TypeError(f"{name}: hyperparameter {k!r} must be a number, got {v!r}") from None
+            if isinstance(default, int) and k in sp.static:
+                if not float(v).is_integer():
+                    raise TypeError(f"{name}: hyperparameter {k!r} must be an integer, got {v!r}")
+                v = int(v)
+        merged[k] = v
+    return merged
+
+
+def get(name: str, **hparams: Any) -> optax.GradientTransformationExtraArgs:
+    """Build a registered optimizer with traced hyperparameters.
+
+    Numeric hyperparameters not declared static become arrays in
+    ``state.hyperparams`` (float32), so ``optax.tree.set(state, learning_rate=...)`` or a
+    ``vmap`` over them reuses one compiled program.
+    """
+    sp = spec(name)
+    merged = check_hparams(name, hparams)
+    factory = _REGISTRY[name][1]
+    traced = {}
+    for k, v in merged.items():
+        if k not in sp.static and not isinstance(v, bool) and isinstance(v, (int, float)):
+            # ints that are not static become float32 too: one dtype for every traced value
+            v = float(v)
+        traced[k] = v
+    return optax.inject_hyperparams(
+        factory, static_args=sp.static, hyperparam_dtype=jnp.float32
+    )(**traced)

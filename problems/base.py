@@ -1,0 +1,259 @@
+"""The problem contract and its registry.
+
+A problem is a bundle of pure functions over a parameter pytree (``init``, ``loss``,
+``full_loss``, ``retract``) plus what is known about it (``reference``). Families are
+registered with a factory and its default parameters; ``get`` builds an instance and names
+it canonically, so ``get(p.name)`` rebuilds the same problem (and returns the same cached
+object, whose jitted functions are then reused rather than recompiled).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # a pytree of float arrays
+Scalar = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """What is known about a problem's optimum.
+
+    Attributes:
+      f_star: the global minimum value of ``full_loss`` (None where unknown).
+      f_target: the value that counts as solved (``full_loss <= f_target``).
+      source: where ``f_star`` and ``f_target`` come from (closed form, paper, computation).
+      extra: further known values (saddle values, threshold energies, ...), name -> float.
+    """
+
+    f_star: float | None
+    f_target: float
+    source: str
+    extra: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Saddle:
+    """A known critical point that is not a minimum: where it is, its value, its index."""
+
+    point: Params
+    value: float
+    index: int | None = None  # number of negative Hessian eigenvalues (None if degenerate/unknown)
+    name: str = "saddle"
+
+
+def _identity(params: Params) -> Params:
+    return params
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """One instance of a test problem.
+
+    Attributes:
+      name: canonical id with every parameter, e.g. ``"spin_glass(p=3,n=100,instance=0)"``.
+      family: the registered family name.
+      dim: number of scalar parameters.
+      init: ``key -> params``, the random initialization for that seed.
+      loss: ``(params, key) -> scalar``, the stochastic objective (mini-batch or noisy);
+        equal to ``full_loss`` for deterministic problems.
+      full_loss: ``params -> scalar``, the exact objective behind every reported number.
+      reference: known optimum and the value that counts as solved.
+      retract: ``params -> params``, projection back onto the constraint set (identity if none).
+      stochastic: whether ``loss`` depends on its key.
+      saddles: known saddle points, for escape benchmarks.
+      params: the construction parameters (what ``name`` spells out).
+    """
+
+    name: str
+    family: str
+    dim: int
+    init: Callable[[jax.Array], Params]
+    loss: Callable[[Params, jax.Array], Scalar]
+    full_loss: Callable[[Params], Scalar]
+    reference: Reference
+    retract: Callable[[Params], Params] = _identity
+    stochastic: bool = False
+    saddles: tuple[Saddle, ...] = ()
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Problem({self.name}, dim={self.dim})"
+
+
+def deterministic(full_loss: Callable[[Params], Scalar]) -> Callable[[Params, jax.Array], Scalar]:
+    """The ``loss(params, key)`` of a problem with no noise: the key is ignored."""
+
+    def loss(params, key):
+        del key
+        return full_loss(params)
+
+    return loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    factory: Callable[..., Problem]
+    defaults: Mapping[str, Any]
+    description: str
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, factory: Callable[..., Problem], description: str = "") -> None:
+    """Register a problem family; its factory's keyword defaults are the family's defaults.
+
+    The factory receives every parameter (defaults filled in) as keywords and returns a
+    ``Problem`` whose ``name``/``family``/``params`` are then filled in here.
+    """
+    if name in _FAMILIES:
+        raise ValueError(f"problem family {name!r} is already registered")
+    sig = inspect.signature(factory)
+    defaults = {}
+    for pname, prm in sig.parameters.items():
+        if prm.default is inspect.Parameter.empty:
+            raise TypeError(f"factory of {name!r}: parameter {pname!r} needs a default")
+        defaults[pname] = prm.default
+    doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+    _FAMILIES[name] = Family(name, factory, defaults, doc)
+
+
+def names() -> list[str]:
+    """Every registered problem family."""
+    return sorted(_FAMILIES)
+
+
+def family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise KeyError(
+            f"unknown problem {name!r}; valid problems: {', '.join(names())}"
+        )
+    return _FAMILIES[name]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_fmt(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _coerce(fam: Family, key: str, value: Any) -> Any:
+    default = fam.defaults[key]
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{fam.name}: parameter {key!r} must be a bool, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise TypeError(f"{fam.name}: parameter {key!r} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{fam.name}: parameter {key!r} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{fam.name}: parameter {key!r} must be a tuple, got {value!r}")
+        return tuple(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise TypeError(f"{fam.name}: parameter {key!r} must be a string, got {value!r}")
+    return value
+
+
+_NAME_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def parse_name(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"family(a=1,b=(2,3))"`` into ``("family", {"a": 1, "b": (2, 3)})``."""
+    m = _NAME_RE.match(spec)
+    if not m:
+        raise ValueError(f"cannot parse problem name {spec!r}; expected family or family(k=v,...)")
+    fam, args = m.group(1), m.group(2)
+    kwargs: dict[str, Any] = {}
+    if args and args.strip():
+        try:
+            call = ast.parse(f"f({args})", mode="eval").body
+            assert isinstance(call, ast.Call) and not call.args
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        except (SyntaxError, ValueError, AssertionError) as err:
+            raise ValueError(f"cannot parse problem parameters in {spec!r}: {err}") from None
+    return fam, kwargs
+
+
+def get(name: str, **kwargs: Any) -> Problem:
+    """Build (or fetch from cache) a problem instance.
+
+    ``name`` is a family (``"spin_glass"``) with parameters as keywords, or a canonical
+    name (``"spin_glass(p=3,n=100,instance=0)"``); keywords override parameters in the name.
+    Unknown families, unknown parameters and ill-typed values raise before anything runs.
+    """
+    fam_name, parsed = parse_name(name)
+    fam = family(fam_name)
+    parsed.update(kwargs)
+    unknown = sorted(set(parsed) - set(fam.defaults))
+    if unknown:
+        raise TypeError(
+            f"{fam_name}: unknown parameter(s) {unknown}; valid parameters: "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in fam.defaults.items())
+        )
+    full = dict(fam.defaults)
+    full.update({k: _coerce(fam, k, v) for k, v in parsed.items()})
+    return _build(fam_name, tuple(full.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def _build(fam_name: str, items: tuple[tuple[str, Any], ...]) -> Problem:
+    fam = _FAMILIES[fam_name]
+    full = dict(items)
+    canonical = f"{fam_name}(" + ",".join(f"{k}={_fmt(v)}" for k, v in full.items()) + ")"
+    prob = fam.factory(**full)
+    if not isinstance(prob, Problem):
+        raise TypeError(f"factory of {fam_name!r} returned {type(prob).__name__}, not Problem")
+    return dataclasses.replace(prob, name=canonical, family=fam_name, params=full)
+
+
+def make(
+    *,
+    dim: int,
+    init: Callable[[jax.Array], Params],
+    full_loss: Callable[[Params], Scalar],
+    reference: Reference,
+    loss: Callable[[Params, jax.Array], Scalar] | None = None,
+    **kwargs: Any,
+) -> Problem:
+    """Convenience constructor for factories: ``name``/``family`` are filled in by ``get``."""
+    return Problem(
+        name="",
+        family="",
+        dim=dim,
+        init=init,
+        loss=loss if loss is not None else deterministic(full_loss),
+        full_loss=full_loss,
+        reference=reference,
+        stochastic=loss is not None,
+        **kwargs,
+    )
+
+
+def uniform_box_init(dim: int, low: float, high: float) -> Callable[[jax.Array], jax.Array]:
+    """Initializer drawing each coordinate uniformly from [low, high] (float32)."""
+
+    def init(key):
+        return jax.random.uniform(key, (dim,), jnp.float32, low, high)
+
+    return init
