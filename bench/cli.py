@@ -1,0 +1,226 @@
+"""``python -m bench list | run | report | reproduce | perf``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+import optimizers
+import problems
+from bench import suites
+from bench.store import CellSpec, Store
+
+
+class UsageError(Exception):
+    """Bad user input: reported in one line, exit status 2, before anything runs."""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in _split_top(text) if t.strip()]
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses: 'rosenbrock(dim=5),strict_saddle'."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def cmd_list(args) -> int:
+    print("Problems (family: default instance; reference):")
+    for name in problems.names():
+        try:
+            p = problems.get(name)
+        except Exception as err:  # a family whose defaults cannot be built is still listed
+            print(f"  {name}: cannot build defaults ({err})")
+            continue
+        ref = p.reference
+        f_star = "unknown" if ref.f_star is None else f"{ref.f_star:.6g}"
+        print(f"  {p.name}  dim={p.dim}{'  stochastic' if p.stochastic else ''}")
+        print(f"      f*={f_star}  target<={ref.f_target:.6g}  ({ref.source})")
+    print("\nOptimizers (defaults; oracle needs):")
+    for name in optimizers.names():
+        s = optimizers.spec(name)
+        needs = [w for w, f in (("value_fn", s.needs_value_fn), ("HVPs", s.needs_hvp), ("key", s.uses_key)) if f]
+        defaults = ", ".join(f"{k}={v}" for k, v in s.defaults.items())
+        print(f"  {name}: {defaults}" + (f"  [needs {', '.join(needs)}]" if needs else ""))
+        if s.reference:
+            print(f"      {s.reference}")
+    print("\nSuites:")
+    for name in suites.names():
+        s = suites.get(name)
+        n_opt = len(s.optimizer_names())
+        print(f"  {name}: {len(s.entries)} problems x {n_opt} optimizers, {s.seeds} seeds, grid {s.grid}"
+              f" - {s.description}")
+    return 0
+
+
+def _cells_from_args(args) -> tuple[list[suites.Cell], str]:
+    if args.suite:
+        if args.problems or args.optimizers:
+            raise UsageError("give either --suite or --problems/--optimizers, not both")
+        try:
+            suite = suites.get(args.suite)
+        except KeyError as err:
+            raise UsageError(err.args[0]) from None
+        return suite.cells(), suite.name
+    if not args.problems or not args.optimizers:
+        raise UsageError("give --suite NAME, or both --problems and --optimizers")
+    cells = []
+    probs = []
+    for name in _csv(args.problems):
+        try:
+            probs.append(problems.get(name))
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(str(err.args[0]) if err.args else str(err)) from None
+    opts = _csv(args.optimizers)
+    for o in opts:
+        if o not in optimizers.names():
+            raise UsageError(f"unknown optimizer {o!r}; valid optimizers: {', '.join(optimizers.names())}")
+    if args.steps % args.log_every:
+        raise UsageError(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
+    if args.seeds < 1 or args.steps < 1:
+        raise UsageError("--seeds and --steps must be positive")
+    hp = json.loads(args.hparams) if args.hparams else None
+    for p in probs:
+        for o in opts:
+            try:
+                points = suites.grid_points(o, args.grid) if hp is None else _points(o, hp)
+            except (KeyError, TypeError, ValueError) as err:
+                raise UsageError(str(err)) from None
+            cells.append(suites.Cell(p.name, o, points, list(range(args.seeds)), args.steps, args.log_every))
+    return cells, "custom"
+
+
+def _points(optimizer: str, hp: dict) -> list[dict]:
+    from bench.runner import hparam_grid
+
+    grid = hparam_grid(optimizer, hp)
+    return [{**optimizers.spec(optimizer).defaults, **grid.static, **p} for p in grid.points]
+
+
+def cmd_run(args) -> int:
+    from bench.execute import run_cells
+
+    cells, label = _cells_from_args(args)
+    store = Store(args.results)
+    print(f"{label}: {len(cells)} cells -> {store.cells}", file=sys.stderr)
+    out = run_cells(cells, store, progress=not args.no_progress)
+    print(
+        f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed; "
+        f"compile {out.compile_s:.1f} s, run {out.run_s:.1f} s, wall {out.wall_s:.1f} s",
+        file=sys.stderr,
+    )
+    for spec, msg in out.failed:
+        print(f"  failed: {spec.optimizer} on {spec.problem}: {msg}", file=sys.stderr)
+    return 1 if out.failed else 0
+
+
+def cmd_report(args) -> int:
+    from bench.execute import spec_of
+    from bench.reports import leaderboard, plots
+
+    store = Store(args.results)
+    keys = None
+    if args.suite:
+        try:
+            keys = {spec_of(c).key for c in suites.get(args.suite).cells()}
+        except KeyError as err:
+            raise UsageError(err.args[0]) from None
+    df = store.load_all(keys)
+    if df.empty:
+        print(f"no stored results in {store.cells}; run `python -m bench run --suite quick` first",
+              file=sys.stderr)
+        return 1
+    md, csv = leaderboard.write(df, store.root)
+    print(f"wrote {md} and {csv}", file=sys.stderr)
+    if not args.no_plots:
+        written = plots.write(df, store.root / "plots")
+        print(f"wrote {len(written)} plots to {store.root / 'plots'}", file=sys.stderr)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    """Re-run stored cells from their specs and compare the numbers bit for bit."""
+    import pandas as pd
+
+    from bench.runner import run_cell
+
+    store = Store(args.results)
+    paths = [p for p in store.files() if not args.key or p.stem.endswith(args.key)]
+    if not paths:
+        raise UsageError(f"no stored cell matches {args.key!r} in {store.cells}")
+    bad = 0
+    for path in paths[: args.limit]:
+        old = pd.read_parquet(path)
+        spec = CellSpec.from_json(old["cell_spec"].iloc[0])
+        new = run_cell(spec.problem, spec.optimizer, hparams=spec.hparam_points(), seeds=list(spec.seeds),
+                       steps=spec.steps, log_every=spec.log_every, dtype=spec.dtype)
+        same = all(np.array_equal(old[c].to_numpy(), new[c].to_numpy(), equal_nan=True)
+                   for c in ("loss", "grad_norm", "n_values", "n_grads", "n_hvps"))
+        backend_same = old["backend"].iloc[0] == __import__("jax").default_backend()
+        verdict = "identical bits" if same else ("DIFFERENT" + ("" if backend_same else " (other backend)"))
+        bad += not same
+        print(f"{spec.optimizer} on {spec.problem} [{spec.key}]: {verdict}")
+    return 1 if bad else 0
+
+
+def cmd_perf(args) -> int:
+    from bench import perf
+
+    perf.main(seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim, repeats=args.repeats)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="problems, optimizers and suites")
+    run = sub.add_parser("run", help="run a suite or a custom grid of cells (stored cells are reused)")
+    run.add_argument("--suite", help=f"one of: {', '.join(suites.names())}")
+    run.add_argument("--problems", help="comma-separated problem names, e.g. 'rosenbrock(dim=5),strict_saddle'")
+    run.add_argument("--optimizers", help="comma-separated optimizer names")
+    run.add_argument("--seeds", type=int, default=8)
+    run.add_argument("--steps", type=int, default=1000)
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--grid", default="defaults", help="'defaults' or 'lr<K>' (K learning rates)")
+    run.add_argument("--hparams", help='JSON hyperparameters, lists form a grid: \'{"learning_rate": [0.01, 0.1]}\'')
+    run.add_argument("--results", default="results")
+    run.add_argument("--no-progress", action="store_true")
+    rep = sub.add_parser("report", help="write results/LEADERBOARD.md, leaderboard.csv and plots")
+    rep.add_argument("--results", default="results")
+    rep.add_argument("--suite", help="only the cells of this suite")
+    rep.add_argument("--no-plots", action="store_true")
+    rp = sub.add_parser("reproduce", help="re-run stored cells and compare bit for bit")
+    rp.add_argument("--results", default="results")
+    rp.add_argument("--key", default="", help="a cell key (or its suffix); default: every cell")
+    rp.add_argument("--limit", type=int, default=1000)
+    pf = sub.add_parser("perf", help="runner vs hand-written loop vs minimal jit(vmap(scan))")
+    pf.add_argument("--seeds", default="1,8,32")
+    pf.add_argument("--steps", type=int, default=2000)
+    pf.add_argument("--dim", type=int, default=20)
+    pf.add_argument("--repeats", type=int, default=3)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
+                "perf": cmd_perf}[args.command](args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,224 @@
+"""The leaderboard: per problem, per optimizer, how often, how fast and at what cost.
+
+Selection is honest: where a cell holds several hyperparameter points, each optimizer's point
+is chosen on the tuning seeds (the first half of the cell's seeds, in order) by success rate,
+then median steps to target, then median final loss; every number in the table is then
+computed on the held-out seeds (the other half) only. A cell with one point reports all seeds.
+
+Columns:
+  success: fraction of held-out runs that end at or below ``f_target`` (status converged),
+    with its Wilson 95% interval.
+  steps: median [IQR] of the first step at the target, over successful runs.
+  grads / HVPs / values: median oracle calls spent to reach the target (successful runs).
+  gap: median final ``full_loss - f_star`` over all held-out runs.
+  seconds: median wall seconds per run (the cell's compiled run time over its runs).
+  statuses: counts of converged / diverged / stalled at a saddle / stalled at another
+    minimum / budget exhausted.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from bench.runner import STATUSES, summarize
+
+STATUS_ABBREV = {
+    "converged": "conv",
+    "diverged": "div",
+    "stalled_at_saddle": "saddle",
+    "stalled_at_minimum": "min",
+    "budget_exhausted": "budget",
+}
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _split_seeds(seeds: np.ndarray) -> tuple[set, set]:
+    s = sorted(set(seeds.tolist()))
+    half = len(s) // 2
+    return set(s[:half]), set(s[half:])
+
+
+def _score(runs: pd.DataFrame) -> tuple:
+    ok = runs["status"] == "converged"
+    steps = np.where(ok, runs["hit_step"], np.inf)
+    final = runs["final_loss"].fillna(np.inf)
+    return (-ok.mean(), float(np.median(steps)), float(np.median(final)))
+
+
+def _q(x: pd.Series, q: float) -> float:
+    return float(np.quantile(x, q)) if len(x) else math.nan
+
+
+def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
+    """(problem, optimizer, steps) -> (chosen hp_index, held-out seeds, how it was chosen)."""
+    out = {}
+    for key, g in runs.groupby(["problem", "optimizer", "steps"], sort=True):
+        n_points = g["hp_index"].nunique()
+        if n_points > 1 and g["seed"].nunique() >= 2:
+            tune, held = _split_seeds(g["seed"].to_numpy())
+            scores = {i: _score(p[p["seed"].isin(tune)]) for i, p in g.groupby("hp_index")}
+            best = min(scores, key=lambda i: scores[i])
+            out[key] = (int(best), held, f"best of {n_points} on {len(tune)} tuning seeds")
+        else:
+            out[key] = (int(g["hp_index"].iloc[0]), set(g["seed"].tolist()), "single point")
+    return out
+
+
+def table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (problem, optimizer, steps): the leaderboard numbers (see module doc)."""
+    runs = summarize(df)
+    hp_cols = [c for c in runs.columns if c.startswith("hp_")]
+    chosen = selection(runs)
+    rows = []
+    for (problem, optimizer, steps), g in runs.groupby(["problem", "optimizer", "steps"], sort=True):
+        best, held, how = chosen[(problem, optimizer, steps)]
+        ev = g[(g["hp_index"] == best) & g["seed"].isin(held)]
+        ok = ev[ev["status"] == "converged"]
+        n, k = len(ev), len(ok)
+        lo, hi = wilson(k, n)
+        row = {
+            "problem": problem,
+            "optimizer": optimizer,
+            "steps_budget": int(steps),
+            "runs": n,
+            "success": k / n if n else math.nan,
+            "success_lo": lo,
+            "success_hi": hi,
+            "steps_median": _q(ok["hit_step"], 0.5),
+            "steps_q25": _q(ok["hit_step"], 0.25),
+            "steps_q75": _q(ok["hit_step"], 0.75),
+            "grads_median": _q(ok["hit_grads"], 0.5),
+            "hvps_median": _q(ok["hit_hvps"], 0.5),
+            "values_median": _q(ok["hit_values"], 0.5),
+            "gap_median": float(np.median(ev["final_gap"])) if n else math.nan,
+            "final_loss_median": float(np.median(ev["final_loss"])) if n else math.nan,
+            "run_seconds_median": float(np.median(ev["run_s"])) if n else math.nan,
+            "selection": how,
+        }
+        for s in STATUSES:
+            row[f"n_{s}"] = int((ev["status"] == s).sum())
+        for c in hp_cols:
+            vals = ev[c].dropna().unique()
+            row[c] = vals[0] if len(vals) else math.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_steps_key"] = out["steps_median"].fillna(np.inf)
+    out = out.sort_values(["problem", "success", "_steps_key", "gap_median"],
+                          ascending=[True, False, True, True]).drop(columns="_steps_key")
+    return out.reset_index(drop=True)
+
+
+def _fmt_num(x: float, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, (int, np.integer)) or float(x).is_integer() and abs(x) < 1e7:
+        return f"{int(x)}"
+    return f"{x:.{digits}g}"
+
+
+def _hp_text(row: pd.Series) -> str:
+    keys = [c for c in row.index if c.startswith("hp_") and c not in ("hp_index",)]
+    parts = []
+    for c in keys:
+        v = row[c]
+        if isinstance(v, float) and math.isnan(v):
+            continue
+        if c == "hp_learning_rate":
+            parts.insert(0, f"lr={v:.3g}")
+    return ", ".join(parts) if parts else "defaults"
+
+
+def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
+    """The leaderboard as Markdown: provenance, a success matrix, one table per problem."""
+    lines = ["# Leaderboard", ""]
+    if tab.empty:
+        return "\n".join(lines + ["No results yet: run `python -m bench run --suite quick`.", ""])
+    prov = runs_frame.iloc[0]
+    commits = sorted(set(runs_frame["git_commit"].dropna().astype(str))) if "git_commit" in runs_frame else []
+    lines += [
+        f"Backend **{prov.get('backend', '?')}** ({prov.get('device_kind', '?')} x{prov.get('device_count', '?')}), "
+        f"jax {prov.get('jax_version', '?')}, optax {prov.get('optax_version', '?')}, "
+        f"flax {prov.get('flax_version', '?')}; commit {', '.join(c[:12] for c in commits) or 'unknown'}; "
+        f"{len(runs_frame.groupby(['cell_key']))} cells, newest written {runs_frame['utc_time'].max()}.",
+        "",
+        "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (first half)",
+        "and every number below is measured on the held-out seeds (second half). *success*: share of",
+        "held-out runs ending at or below the problem's target value, with its Wilson 95% interval.",
+        "*steps*, *grads*, *HVPs*: medians over successful runs of the first step at the target and the",
+        "oracle calls spent to get there ([IQR] for steps). *gap*: median final loss minus the known",
+        "optimum f*. *s/run*: median wall seconds per run. *end*: how runs ended (conv / div = diverged /",
+        "saddle = stalled at a saddle / min = stalled at a non-target minimum / budget = still moving).",
+        "",
+        "## Success rate by problem",
+        "",
+    ]
+    pivot = tab.pivot_table(index="optimizer", columns="problem", values="success", aggfunc="first")
+    probs = list(pivot.columns)
+    short = {p: p.split("(")[0] for p in probs}
+    if len(set(short.values())) < len(probs):
+        short = {p: p for p in probs}
+    pivot = pivot.assign(_mean=pivot.mean(axis=1)).sort_values("_mean", ascending=False)
+    lines.append("| optimizer | " + " | ".join(short[p] for p in probs) + " | mean |")
+    lines.append("|---|" + "---:|" * (len(probs) + 1))
+    for opt, r in pivot.iterrows():
+        cells = [_fmt_pct(r[p]) for p in probs]
+        lines.append(f"| {opt} | " + " | ".join(cells) + f" | {_fmt_pct(r['_mean'])} |")
+    lines.append("")
+    for problem, g in tab.groupby("problem", sort=True):
+        g0 = g.iloc[0]
+        ref = runs_frame[runs_frame["problem"] == problem].iloc[0]
+        f_star = ref["f_star"]
+        lines += [
+            f"## {problem}",
+            "",
+            f"f* = {_fmt_num(f_star, 7)}, target f <= {_fmt_num(ref['f_target'], 7)}, "
+            f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
+            f"({g0['selection']}).",
+            "",
+            "| optimizer | hparams | success [95% CI] | steps [IQR] | grads | HVPs | gap | s/run | end |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for _, r in g.iterrows():
+            steps = "–" if math.isnan(r["steps_median"]) else (
+                f"{_fmt_num(r['steps_median'])} [{_fmt_num(r['steps_q25'])}, {_fmt_num(r['steps_q75'])}]")
+            end = " ".join(f"{STATUS_ABBREV[s]} {r[f'n_{s}']}" for s in STATUSES if r[f"n_{s}"])
+            lines.append(
+                f"| {r['optimizer']} | {_hp_text(r)} | {_fmt_pct(r['success'])} "
+                f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {steps} | "
+                f"{_fmt_num(r['grads_median'])} | {_fmt_num(r['hvps_median'])} | "
+                f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt_pct(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``LEADERBOARD.md`` and ``leaderboard.csv`` into ``out_dir``; return their paths."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tab = table(df) if not df.empty else pd.DataFrame()
+    md = out_dir / "LEADERBOARD.md"
+    csv = out_dir / "leaderboard.csv"
+    md.write_text(markdown(tab, df) + "\n")
+    tab.to_csv(csv, index=False)
+    return md, csv

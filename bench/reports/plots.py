@@ -1,0 +1,72 @@
+"""Convergence plots: per problem, the median gap to f* (IQR band) against steps and against
+oracle cost, one line per optimizer at its selected hyperparameters on held-out seeds."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.reports.leaderboard import selection  # noqa: E402
+from bench.runner import summarize  # noqa: E402
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """The logged rows of each optimizer's selected point on its held-out seeds."""
+    chosen = selection(summarize(df))
+    parts = []
+    for (problem, optimizer, steps), (best, held, _) in chosen.items():
+        m = ((df["problem"] == problem) & (df["optimizer"] == optimizer) & (df["steps"] == steps)
+             & (df["hp_index"] == best) & df["seed"].isin(held))
+        parts.append(df[m])
+    out = pd.concat(parts, ignore_index=True)
+    floor = 1e-12
+    gap = out["loss"] - out["f_star"].fillna(out.groupby("problem")["loss"].transform("min"))
+    out["gap"] = np.maximum(gap.to_numpy(), floor)
+    out["oracle_cost"] = out["n_grads"] + out["n_hvps"]
+    return out
+
+
+def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
+    """One PNG per problem: gap vs steps and gap vs gradient+HVP calls."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = selected_curves(df)
+    paths = []
+    sns.set_theme(style="whitegrid", context="notebook")
+    for problem, g in curves.groupby("problem"):
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+        order = sorted(g["optimizer"].unique())
+        palette = dict(zip(order, sns.color_palette("tab20", len(order))))
+        for ax, x, label in ((axes[0], "step", "step"), (axes[1], "oracle_cost", "gradients + HVPs")):
+            sns.lineplot(data=g, x=x, y="gap", hue="optimizer", hue_order=order, palette=palette,
+                         estimator="median", errorbar=("pi", 50), ax=ax, legend=ax is axes[1])
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            if x == "oracle_cost":
+                ax.set_xscale("symlog", linthresh=10)
+        has_star = g["f_star"].notna().any()
+        axes[0].set_ylabel("loss - f*" if has_star else "loss - best seen")
+        target_gap = float(g["f_target"].iloc[0] - (g["f_star"].iloc[0] if has_star else g["loss"].min()))
+        if target_gap > 0:
+            for ax in axes:
+                ax.axhline(target_gap, color="k", ls=":", lw=1)
+        axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        fig.suptitle(f"{problem} (median and IQR over held-out seeds; dotted: target)", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"{_slug(problem)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,369 @@
+"""One compiled XLA program per (problem, optimizer) cell.
+
+The program is ``vmap`` (hyperparameter points) of ``vmap`` (seeds) of a ``lax.scan`` over
+log intervals, each a ``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are
+traced arrays in the optimizer state (``optax.inject_hyperparams``), so a sweep of 100 learning
+rates and 128 seeds is one compile. Compilation is done ahead of time
+(``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
+
+PRNG discipline: one root key per seed, ``jax.random.key(seed)``, split once into an init key
+and a run key; step ``t`` uses ``fold_in(run_key, t)`` split into a loss key (mini-batch / noise
+of the objective) and an optimizer key (noise the optimizer draws). Same seed, same backend,
+same bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+import optimizers
+import problems
+from bench import landscape
+
+# A run counts as diverged when its loss is non-finite or rises this far above the start.
+BLOWUP_FACTOR = 1e6
+
+STATUSES = (
+    "converged",
+    "diverged",
+    "stalled_at_saddle",
+    "stalled_at_minimum",
+    "budget_exhausted",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Hyperparameter points of a cell: static values shared by all, traced values per point."""
+
+    static: dict[str, Any]
+    points: list[dict[str, float]]
+
+    @property
+    def traced_names(self) -> list[str]:
+        return sorted(self.points[0]) if self.points else []
+
+
+def hparam_grid(optimizer: str, hparams: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> Grid:
+    """Expand ``hparams`` into hyperparameter points (defaults filled in, types checked).
+
+    ``None`` is the defaults; a mapping whose values may be lists is a Cartesian product
+    (``{"learning_rate": [1e-3, 1e-2], "b1": 0.9}`` is two points); a list of mappings is
+    those points. Static hyperparameters (shapes, loop counts) must agree across points.
+    """
+    spec = optimizers.spec(optimizer)
+    if hparams is None:
+        raw_points: list[Mapping[str, Any]] = [{}]
+    elif isinstance(hparams, Mapping):
+        keys = list(hparams)
+        values = [v if isinstance(v, (list, tuple, np.ndarray)) else [v] for v in hparams.values()]
+        if any(len(v) == 0 for v in values):
+            raise ValueError(f"{optimizer}: an empty list of hyperparameter values")
+        raw_points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    else:
+        raw_points = list(hparams)
+        if not raw_points:
+            raise ValueError(f"{optimizer}: an empty list of hyperparameter points")
+    full = [optimizers.check_hparams(optimizer, p) for p in raw_points]
+    static = {k: full[0][k] for k in spec.static}
+    for p in full[1:]:
+        for k in spec.static:
+            if p[k] != static[k]:
+                raise ValueError(
+                    f"{optimizer}: static hyperparameter {k!r} varies across points "
+                    f"({static[k]!r} vs {p[k]!r}); it fixes the program, so run one cell per value"
+                )
+    traced = [k for k in spec.traced if not isinstance(spec.defaults[k], bool)]
+    bools = {k: full[0][k] for k in spec.traced if isinstance(spec.defaults[k], bool)}
+    for p in full[1:]:
+        for k in bools:
+            if p[k] != bools[k]:
+                raise ValueError(f"{optimizer}: boolean hyperparameter {k!r} varies across points")
+    points = []
+    for p in full:
+        point = {}
+        for k in traced:
+            v = float(p[k])
+            if not math.isfinite(v):
+                raise ValueError(f"{optimizer}: hyperparameter {k!r} = {v} is not finite")
+            point[k] = v
+        points.append(point)
+    return Grid(static={**static, **bools}, points=points)
+
+
+def _finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
+                  log_every: int, dtype: str = "float32"):
+    """The pure function ``(hp_arrays: {name: (H,)}, seed_keys: (S,)) -> outputs`` of a cell.
+
+    Outputs are arrays of shape (H, S, ...): per logged step (``steps // log_every + 1`` of
+    them, step 0 included) the full loss, full-gradient norm and cumulative oracle counts; per
+    run the first step at the target, the oracle counts spent to get there, the first step of
+    divergence, and the landscape at the end point (extreme Hessian eigenvalues).
+    """
+    tx = optimizers.get(optimizer, **static)
+    target = float(problem.reference.f_target)
+    n_logs = steps // log_every
+    fdtype = jnp.dtype(dtype)
+    exact_values = not problem.stochastic
+
+    def counts(state, t):
+        extra = optimizers.oracle_counts(state)
+        # The runner spends one (mini-batch) value and gradient per step.
+        return jnp.stack([t + extra["values"], t + extra["grads"], extra["hvps"]]).astype(jnp.int32)
+
+    def measure(params):
+        f, g = jax.value_and_grad(problem.full_loss)(params)
+        return f, optax.tree.norm(g)
+
+    def one_run(hp, seed_key):
+        k_init, k_run = jax.random.split(seed_key)
+        params = _cast(problem.init(k_init), fdtype)
+        state = tx.init(params)
+        state = state._replace(hyperparams={**state.hyperparams, **hp})
+        f0, g0 = measure(params)
+        blowup = f0 + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f0))
+        no = jnp.int32(-1)
+        # tracking: first step at target (-1: never), its oracle counts, first diverged step
+        track0 = (jnp.where(f0 <= target, 0, no), jnp.zeros(3, jnp.int32), jnp.where(jnp.isfinite(f0), no, 0))
+
+        def step(carry, t):
+            params, state, (hit, hit_counts, bad) = carry
+            key = jax.random.fold_in(k_run, t)
+            k_loss, k_opt = jax.random.split(key)
+
+            def value_fn(p):
+                return problem.loss(p, k_loss)
+
+            value, grads = jax.value_and_grad(value_fn)(params)
+            if exact_values:  # the loss is the full loss: the target check is exact, per step
+                now = (hit < 0) & (value <= target)
+                hit = jnp.where(now, t, hit)
+                hit_counts = jnp.where(now, counts(state, t), hit_counts)
+            is_bad = ~jnp.isfinite(value) | (value > blowup)
+            bad = jnp.where((bad < 0) & is_bad, t, bad)
+            updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
+            params = problem.retract(optax.apply_updates(params, updates))
+            return (params, state, (hit, hit_counts, bad)), None
+
+        def interval(carry, i):
+            carry, _ = jax.lax.scan(step, carry, i * log_every + jnp.arange(log_every))
+            params, state, (hit, hit_counts, bad) = carry
+            t = (i + 1) * log_every
+            f, g = measure(params)
+            if not exact_values:  # stochastic loss: check the full loss at log resolution
+                now = (hit < 0) & (f <= target)
+                hit = jnp.where(now, t, hit)
+                hit_counts = jnp.where(now, counts(state, t), hit_counts)
+            bad = jnp.where((bad < 0) & ~(jnp.isfinite(f) & (f <= blowup)), t, bad)
+            return (params, state, (hit, hit_counts, bad)), (f, g, counts(state, t))
+
+        carry = (params, state, track0)
+        carry, (fs, gs, cs) = jax.lax.scan(interval, carry, jnp.arange(n_logs))
+        params, state, (hit, hit_counts, bad) = carry
+        fs = jnp.concatenate([f0[None], fs])
+        gs = jnp.concatenate([g0[None], gs])
+        cs = jnp.concatenate([counts(state, 0)[None] * 0, cs])
+        lam_min, lam_max = landscape.extreme_eigenvalues(problem.full_loss, params)
+        return {
+            "loss": fs, "grad_norm": gs, "counts": cs, "hit_step": hit, "hit_counts": hit_counts,
+            "diverged_step": bad, "lambda_min": lam_min, "lambda_max": lam_max,
+        }
+
+    def program(hp, seed_keys):
+        over_seeds = jax.vmap(one_run, in_axes=(None, 0))
+        return jax.vmap(over_seeds, in_axes=(0, None))(hp, seed_keys)
+
+    return program
+
+
+# In-process cache of compiled cells: a second call with other hyperparameter values or seeds
+# of the same shapes reuses the executable.
+_COMPILED: dict[tuple, Any] = {}
+
+
+def _compiled(problem, optimizer, grid: Grid, steps, log_every, dtype, hp_arrays, keys):
+    cache_key = (problem.name, optimizer, tuple(sorted(grid.static.items())), steps, log_every, dtype,
+                 tuple(grid.traced_names), len(grid.points), keys.shape[0])
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key], 0.0, True
+    program = build_program(problem, optimizer, grid.static, steps, log_every, dtype)
+    t0 = time.perf_counter()
+    compiled = jax.jit(program).lower(hp_arrays, keys).compile()
+    compile_s = time.perf_counter() - t0
+    _COMPILED[cache_key] = compiled
+    return compiled, compile_s, False
+
+
+def seed_keys(seeds: int | Sequence[int]) -> tuple[list[int], jax.Array]:
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("need at least one seed")
+    return seed_list, jax.vmap(jax.random.key)(jnp.asarray(seed_list, jnp.uint32))
+
+
+def run_cell(
+    problem: problems.Problem | str,
+    optimizer: str,
+    hparams: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    seeds: int | Sequence[int] = 8,
+    steps: int = 1000,
+    log_every: int = 10,
+    dtype: str = "float32",
+) -> pd.DataFrame:
+    """Run one (problem, optimizer) cell over seeds and hyperparameter points.
+
+    Args:
+      problem: a ``problems.Problem`` or a problem name (``"rosenbrock(dim=5)"``).
+      optimizer: a registered optimizer name.
+      hparams: ``None`` (defaults), a mapping (list values form a Cartesian grid), or a list
+        of mappings; see ``hparam_grid``.
+      seeds: a count (seeds 0..S-1) or an explicit list of seeds.
+      steps: optimizer steps per run; a multiple of ``log_every``.
+      log_every: steps between logged measurements.
+      dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
+
+    Returns:
+      A tidy DataFrame, one row per (hyperparameter point, seed, logged step), with the
+      logged measurements and, repeated on each row of a run, the run's summary (see
+      ``summarize``). Failures (NaN, blow-up) are rows with status ``diverged``, not errors.
+    """
+    if isinstance(problem, str):
+        problem = problems.get(problem)
+    optimizers.spec(optimizer)  # unknown names fail here, before any work
+    if not isinstance(steps, int) or not isinstance(log_every, int) or steps < 1 or log_every < 1:
+        raise ValueError(f"steps and log_every must be positive integers, got {steps!r}, {log_every!r}")
+    if steps % log_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of log_every ({log_every})")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype='float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    grid = hparam_grid(optimizer, hparams)
+    seed_list, keys = seed_keys(seeds)
+    names = grid.traced_names
+    hp_arrays = {k: jnp.asarray([p[k] for p in grid.points], jnp.float32) for k in names}
+
+    compiled, compile_s, cached = _compiled(problem, optimizer, grid, steps, log_every, dtype, hp_arrays, keys)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(hp_arrays, keys))
+    cell_run_s = time.perf_counter() - t0
+    out = jax.tree_util.tree_map(np.asarray, out)
+    return _to_frame(problem, optimizer, grid, seed_list, steps, log_every, dtype, out,
+                     compile_s=compile_s, compile_cached=cached, cell_run_s=cell_run_s)
+
+
+def _classify(final_loss, final_grad, diverged, lam_min, lam_max, target):
+    """Status of a run from its end point (vectorized over runs)."""
+    scale = np.maximum(1.0, np.abs(lam_max))
+    flat = final_grad <= GRAD_TOL
+    negative = lam_min < -EIG_TOL * scale
+    status = np.full(final_loss.shape, "budget_exhausted", dtype=object)
+    status[flat & negative] = "stalled_at_saddle"
+    status[flat & ~negative] = "stalled_at_minimum"
+    status[final_loss <= target] = "converged"
+    status[diverged] = "diverged"
+    return status
+
+
+# End-point classification thresholds: a run has stalled when its full-gradient norm is at
+# most GRAD_TOL; the end point is a saddle when lambda_min < -EIG_TOL * max(1, |lambda_max|).
+GRAD_TOL = 1e-3
+EIG_TOL = 1e-3
+
+
+def _to_frame(problem, optimizer, grid, seed_list, steps, log_every, dtype, out, *, compile_s,
+              compile_cached, cell_run_s) -> pd.DataFrame:
+    H, S, L = out["loss"].shape
+    ref = problem.reference
+    n_runs = H * S
+    log_steps = np.arange(L) * log_every
+    hp_idx, seed_idx, log_idx = np.meshgrid(np.arange(H), np.arange(S), np.arange(L), indexing="ij")
+    frame = {
+        "problem": problem.name,
+        "family": problem.family,
+        "dim": problem.dim,
+        "optimizer": optimizer,
+        "hp_index": hp_idx.ravel(),
+    }
+    for k in grid.traced_names:
+        frame[f"hp_{k}"] = np.asarray([p[k] for p in grid.points], np.float64)[hp_idx.ravel()]
+    for k, v in grid.static.items():
+        frame[f"hp_{k}"] = v
+    frame.update({
+        "seed": np.asarray(seed_list)[seed_idx.ravel()],
+        "step": log_steps[log_idx.ravel()],
+        "loss": out["loss"].ravel().astype(np.float64),
+        "grad_norm": out["grad_norm"].ravel().astype(np.float64),
+        "n_values": out["counts"][..., 0].ravel().astype(np.int64),
+        "n_grads": out["counts"][..., 1].ravel().astype(np.int64),
+        "n_hvps": out["counts"][..., 2].ravel().astype(np.int64),
+    })
+    # run-level summary, repeated on each logged row of the run
+    final_loss = out["loss"][..., -1].astype(np.float64)
+    final_grad = out["grad_norm"][..., -1].astype(np.float64)
+    diverged = (out["diverged_step"] >= 0) | ~np.isfinite(final_loss)
+    status = _classify(final_loss, final_grad, diverged, out["lambda_min"], out["lambda_max"], ref.f_target)
+    hit = out["hit_step"].astype(np.int64)
+    run = {
+        "final_loss": final_loss,
+        "final_grad_norm": final_grad,
+        "final_gap": final_loss - ref.f_star if ref.f_star is not None else np.full_like(final_loss, np.nan),
+        "hit_step": np.where(hit >= 0, hit, -1),
+        "hit_values": np.where(hit >= 0, out["hit_counts"][..., 0], -1),
+        "hit_grads": np.where(hit >= 0, out["hit_counts"][..., 1], -1),
+        "hit_hvps": np.where(hit >= 0, out["hit_counts"][..., 2], -1),
+        "diverged_step": out["diverged_step"].astype(np.int64),
+        "final_lambda_min": out["lambda_min"].astype(np.float64),
+        "final_lambda_max": out["lambda_max"].astype(np.float64),
+        "status": status,
+    }
+    for k, v in run.items():
+        frame[k] = np.repeat(np.asarray(v).reshape(H * S), L)
+    frame.update({
+        "f_star": np.nan if ref.f_star is None else float(ref.f_star),
+        "f_target": float(ref.f_target),
+        "steps": steps,
+        "log_every": log_every,
+        "dtype": dtype,
+        "compile_s": compile_s,
+        "compile_cached": compile_cached,
+        "cell_run_s": cell_run_s,
+        # one compiled program runs every run of the cell at once: its wall time, shared
+        "run_s": cell_run_s / n_runs,
+    })
+    return pd.DataFrame(frame)
+
+
+RUN_COLUMNS = [
+    "problem", "family", "dim", "optimizer", "hp_index", "seed", "final_loss", "final_grad_norm",
+    "final_gap", "hit_step", "hit_values", "hit_grads", "hit_hvps", "diverged_step",
+    "final_lambda_min", "final_lambda_max", "status", "f_star", "f_target", "steps", "run_s",
+]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (hyperparameter point x seed) from a ``run_cell`` frame."""
+    hp_cols = [c for c in df.columns if c.startswith("hp_") and c != "hp_index"]
+    last = df.sort_values("step").groupby(["problem", "optimizer", "hp_index", "seed"], sort=True).tail(1)
+    cols = [c for c in RUN_COLUMNS if c in df.columns] + hp_cols
+    return last[cols].sort_values(["problem", "optimizer", "hp_index", "seed"]).reset_index(drop=True)

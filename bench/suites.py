@@ -1,0 +1,113 @@
+"""Suites are data: which problems, which optimizers, how many seeds and steps, which grid.
+
+``smoke`` runs in seconds (tests use it); ``quick`` is what ``make bench`` runs on a 2-core CPU
+(every registered problem x every registered optimizer at small size); ``full`` is the
+accelerator-sized version (N = 300 spin glass, depth-6 linear networks, wider MLPs).
+
+A suite's hyperparameters come from a grid rule: ``"defaults"`` runs each optimizer's defaults;
+``"lr<K>"`` runs K log-spaced learning rates across the optimizer's ``learning_rate`` search
+range (its defaults where it has none). The leaderboard then picks each optimizer's best point
+on the first half of the seeds (tuning seeds) and reports it on the other half (held-out seeds),
+so the published numbers are not selected on the data they report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+import optimizers
+import problems
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A problem in a suite, with its step budget."""
+
+    problem: str
+    steps: int
+    log_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    problem: str  # canonical name
+    optimizer: str
+    hparams: list  # list of hyperparameter points (full dicts)
+    seeds: list
+    steps: int
+    log_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    entries: tuple[Entry, ...]
+    seeds: int
+    grid: str = "defaults"
+    optimizers: tuple[str, ...] | None = None  # None: every registered optimizer
+
+    def optimizer_names(self) -> list[str]:
+        return list(self.optimizers) if self.optimizers is not None else optimizers.names()
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for e in self.entries:
+            name = problems.get(e.problem).name
+            for opt in self.optimizer_names():
+                out.append(Cell(name, opt, grid_points(opt, self.grid), list(range(self.seeds)),
+                                e.steps, e.log_every))
+        return out
+
+
+def grid_points(optimizer: str, rule: str) -> list[dict]:
+    """Hyperparameter points of ``optimizer`` under a grid rule (see the module docstring)."""
+    spec = optimizers.spec(optimizer)
+    if rule == "defaults":
+        return [dict(spec.defaults)]
+    m = re.fullmatch(r"lr(\d+)", rule)
+    if not m:
+        raise ValueError(f"unknown grid rule {rule!r}; valid: 'defaults', 'lr<K>'")
+    k = int(m.group(1))
+    rng = spec.search_space.get("learning_rate")
+    if rng is None or k < 1:
+        return [dict(spec.defaults)]
+    values = np.geomspace(rng.low, rng.high, k) if rng.log else np.linspace(rng.low, rng.high, k)
+    return [{**spec.defaults, "learning_rate": float(f"{v:.3g}")} for v in values]
+
+
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in [
+        Suite(
+            name="smoke",
+            description="seconds: two saddle problems x two optimizers (used by the tests)",
+            entries=(Entry("strict_saddle", 200, 20), Entry("rosenbrock(dim=2)", 200, 20)),
+            seeds=4,
+            optimizers=("sgd", "adam"),
+        ),
+        Suite(
+            name="quick",
+            description="every problem x every optimizer at small size; minutes on a 2-core CPU",
+            entries=(
+                Entry("strict_saddle", 500, 10),
+                Entry("rosenbrock(dim=5)", 2000, 20),
+            ),
+            seeds=16,
+            grid="lr5",
+        ),
+    ]
+}
+
+
+def get(name: str) -> Suite:
+    if name not in SUITES:
+        raise KeyError(f"unknown suite {name!r}; valid suites: {', '.join(sorted(SUITES))}")
+    return SUITES[name]
+
+
+def names() -> list[str]:
+    return sorted(SUITES)
