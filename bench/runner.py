@@ -113,12 +113,12 @@ def _cast(tree, dtype):
 
 def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
                   log_every: int, dtype: str = "float32"):
-    """The pure function ``(hp_arrays: {name: (H,)}, seed_keys: (S,)) -> outputs`` of a cell.
+    """The pure function ``(hp_arrays: {name: (H,)}, seeds: uint32 (S,)) -> outputs`` of a cell.
 
     Outputs are arrays of shape (H, S, ...): per logged step (``steps // log_every + 1`` of
     them, step 0 included) the full loss, full-gradient norm and cumulative oracle counts; per
     run the first step at the target, the oracle counts spent to get there, the first step of
-    divergence, and the landscape at the end point (extreme Hessian eigenvalues).
+    divergence, and the end point's parameters (see ``end_point_eigenvalues``).
     """
     tx = optimizers.get(optimizer, **static)
     target = float(problem.reference.f_target)
@@ -183,15 +183,15 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
         fs = jnp.concatenate([f0[None], fs])
         gs = jnp.concatenate([g0[None], gs])
         cs = jnp.concatenate([counts(state, 0)[None] * 0, cs])
-        lam_min, lam_max = landscape.extreme_eigenvalues(problem.full_loss, params)
         return {
             "loss": fs, "grad_norm": gs, "counts": cs, "hit_step": hit, "hit_counts": hit_counts,
-            "diverged_step": bad, "lambda_min": lam_min, "lambda_max": lam_max,
+            "diverged_step": bad, "params": params,
         }
 
-    def program(hp, seed_keys):
+    def program(hp, seeds):
+        keys = jax.vmap(jax.random.key)(seeds)  # one root key per seed
         over_seeds = jax.vmap(one_run, in_axes=(None, 0))
-        return jax.vmap(over_seeds, in_axes=(0, None))(hp, seed_keys)
+        return jax.vmap(over_seeds, in_axes=(0, None))(hp, keys)
 
     return program
 
@@ -214,11 +214,36 @@ def _compiled(problem, optimizer, grid: Grid, steps, log_every, dtype, hp_arrays
     return compiled, compile_s, False
 
 
-def seed_keys(seeds: int | Sequence[int]) -> tuple[list[int], jax.Array]:
+_LANDSCAPE: dict[tuple, Any] = {}
+
+
+def end_point_eigenvalues(problem: problems.Problem, params) -> tuple[np.ndarray, np.ndarray]:
+    """Extreme Hessian eigenvalues of ``full_loss`` at a batch of end points (leading axes H, S).
+
+    A program of its own, compiled once per (problem, batch size) rather than once per cell:
+    every optimizer's cell on a problem shares it.
+    """
+    leaves = jax.tree_util.tree_leaves(params)
+    lead = leaves[0].shape[:2]
+    cache_key = (problem.name, lead[0] * lead[1], tuple(str(x.dtype) for x in leaves))
+    if cache_key not in _LANDSCAPE:
+
+        def fn(batch):
+            flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+            return jax.vmap(lambda p: landscape.extreme_eigenvalues(problem.full_loss, p))(flat)
+
+        _LANDSCAPE[cache_key] = jax.jit(fn).lower(params).compile()
+    lo, hi = _LANDSCAPE[cache_key](params)
+    return np.asarray(lo).reshape(lead), np.asarray(hi).reshape(lead)
+
+
+def seed_array(seeds: int | Sequence[int]) -> tuple[list[int], np.ndarray]:
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("need at least one seed")
-    return seed_list, jax.vmap(jax.random.key)(jnp.asarray(seed_list, jnp.uint32))
+    if min(seed_list) < 0 or max(seed_list) >= 2**32:
+        raise ValueError("seeds must be in [0, 2**32)")
+    return seed_list, np.asarray(seed_list, np.uint32)
 
 
 def run_cell(
@@ -259,17 +284,21 @@ def run_cell(
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype='float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
     grid = hparam_grid(optimizer, hparams)
-    seed_list, keys = seed_keys(seeds)
+    seed_list, keys = seed_array(seeds)
     names = grid.traced_names
-    hp_arrays = {k: jnp.asarray([p[k] for p in grid.points], jnp.float32) for k in names}
+    hp_arrays = {k: np.asarray([p[k] for p in grid.points], np.float32) for k in names}
 
     compiled, compile_s, cached = _compiled(problem, optimizer, grid, steps, log_every, dtype, hp_arrays, keys)
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(hp_arrays, keys))
     cell_run_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lam = end_point_eigenvalues(problem, out.pop("params"))
+    landscape_s = time.perf_counter() - t0
     out = jax.tree_util.tree_map(np.asarray, out)
+    out["lambda_min"], out["lambda_max"] = lam
     return _to_frame(problem, optimizer, grid, seed_list, steps, log_every, dtype, out,
-                     compile_s=compile_s, compile_cached=cached, cell_run_s=cell_run_s)
+                     compile_s=compile_s, compile_cached=cached, cell_run_s=cell_run_s, landscape_s=landscape_s)
 
 
 def _classify(final_loss, final_grad, diverged, lam_min, lam_max, target):
@@ -292,26 +321,28 @@ EIG_TOL = 1e-3
 
 
 def _to_frame(problem, optimizer, grid, seed_list, steps, log_every, dtype, out, *, compile_s,
-              compile_cached, cell_run_s) -> pd.DataFrame:
+              compile_cached, cell_run_s, landscape_s) -> pd.DataFrame:
     H, S, L = out["loss"].shape
     ref = problem.reference
     n_runs = H * S
+    n_rows = n_runs * L
     log_steps = np.arange(L) * log_every
     hp_idx, seed_idx, log_idx = np.meshgrid(np.arange(H), np.arange(S), np.arange(L), indexing="ij")
+    hp_idx, seed_idx, log_idx = hp_idx.ravel(), seed_idx.ravel(), log_idx.ravel()
     frame = {
-        "problem": problem.name,
-        "family": problem.family,
-        "dim": problem.dim,
-        "optimizer": optimizer,
-        "hp_index": hp_idx.ravel(),
+        "problem": _const(problem.name, n_rows),
+        "family": _const(problem.family, n_rows),
+        "dim": _const(problem.dim, n_rows),
+        "optimizer": _const(optimizer, n_rows),
+        "hp_index": hp_idx,
     }
     for k in grid.traced_names:
-        frame[f"hp_{k}"] = np.asarray([p[k] for p in grid.points], np.float64)[hp_idx.ravel()]
+        frame[f"hp_{k}"] = np.asarray([p[k] for p in grid.points], np.float64)[hp_idx]
     for k, v in grid.static.items():
-        frame[f"hp_{k}"] = v
+        frame[f"hp_{k}"] = _const(v, n_rows)
     frame.update({
-        "seed": np.asarray(seed_list)[seed_idx.ravel()],
-        "step": log_steps[log_idx.ravel()],
+        "seed": np.asarray(seed_list, np.int64)[seed_idx],
+        "step": log_steps[log_idx],
         "loss": out["loss"].ravel().astype(np.float64),
         "grad_norm": out["grad_norm"].ravel().astype(np.float64),
         "n_values": out["counts"][..., 0].ravel().astype(np.int64),
@@ -335,23 +366,33 @@ def _to_frame(problem, optimizer, grid, seed_list, steps, log_every, dtype, out,
         "diverged_step": out["diverged_step"].astype(np.int64),
         "final_lambda_min": out["lambda_min"].astype(np.float64),
         "final_lambda_max": out["lambda_max"].astype(np.float64),
-        "status": status,
     }
+    run_idx = hp_idx * S + seed_idx
     for k, v in run.items():
-        frame[k] = np.repeat(np.asarray(v).reshape(H * S), L)
+        frame[k] = np.asarray(v).reshape(n_runs)[run_idx]
+    codes = np.asarray([STATUSES.index(x) for x in status.reshape(n_runs)])[run_idx]
+    frame["status"] = pd.Categorical.from_codes(codes, categories=list(STATUSES))
     frame.update({
-        "f_star": np.nan if ref.f_star is None else float(ref.f_star),
-        "f_target": float(ref.f_target),
-        "steps": steps,
-        "log_every": log_every,
-        "dtype": dtype,
-        "compile_s": compile_s,
-        "compile_cached": compile_cached,
-        "cell_run_s": cell_run_s,
+        "f_star": _const(np.nan if ref.f_star is None else float(ref.f_star), n_rows),
+        "f_target": _const(float(ref.f_target), n_rows),
+        "steps": _const(steps, n_rows),
+        "log_every": _const(log_every, n_rows),
+        "dtype": _const(dtype, n_rows),
+        "compile_s": _const(compile_s, n_rows),
+        "compile_cached": _const(compile_cached, n_rows),
+        "cell_run_s": _const(cell_run_s, n_rows),
+        "landscape_s": _const(landscape_s, n_rows),
         # one compiled program runs every run of the cell at once: its wall time, shared
-        "run_s": cell_run_s / n_runs,
+        "run_s": _const(cell_run_s / n_runs, n_rows),
     })
     return pd.DataFrame(frame)
+
+
+def _const(value, n: int):
+    """A constant column; strings as a one-category Categorical (cheap to build and to store)."""
+    if isinstance(value, str):
+        return pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[value])
+    return np.full(n, value)
 
 
 RUN_COLUMNS = [

@@ -1,0 +1,134 @@
+"""``python -m bench perf``: what the one-program runner buys, and what its bookkeeping costs.
+
+On the same problem, optimizer and step count it times, per run (one seed's trajectory):
+
+* ``hand``: the loop users write by hand: a ``jax.jit``-ed optax step called from a Python loop,
+  one seed at a time (the runs of S seeds are S such loops, one after the other);
+* ``runner``: ``bench.run_cell`` end to end with its program already compiled (logging every
+  ``log_every`` steps, oracle counts, target tracking, end-point Hessian eigenvalues, DataFrame);
+  ``program`` is the same without the Python around it (the compiled call alone);
+* ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all.
+
+Every figure is the best of ``repeats`` timed calls after a warm-up call, so compile time is
+excluded everywhere (it is reported apart). Ratios: hand/runner (the speed-up users get) and
+runner/floor (the cost of logging and bookkeeping).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import problems
+from bench import runner
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up: compiles, fills caches
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def hand_loop(problem, learning_rate: float, steps: int, seeds: list[int]):
+    """The per-step jitted loop: returns a callable that runs every seed one after the other."""
+    tx = optax.adam(learning_rate)
+
+    @jax.jit
+    def step(params, state):
+        loss, grads = jax.value_and_grad(problem.full_loss)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    def run():
+        out = []
+        for s in seeds:
+            params = problem.init(jax.random.split(jax.random.key(s))[0])
+            state = tx.init(params)
+            for _ in range(steps):
+                params, state, loss = step(params, state)
+            out.append(jax.block_until_ready(params))
+        return out
+
+    return run
+
+
+def floor_program(problem, learning_rate: float, steps: int, seeds: list[int]):
+    """Minimal ``jit(vmap(scan))``: the fastest this computation runs with nothing logged."""
+    tx = optax.adam(learning_rate)
+
+    def one(key):
+        params = problem.init(jax.random.split(key)[0])
+        state = tx.init(params)
+
+        def step(carry, _):
+            params, state = carry
+            grads = jax.grad(problem.full_loss)(params)
+            updates, state = tx.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
+        return params
+
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    compiled = jax.jit(jax.vmap(one)).lower(keys).compile()
+    return lambda: jax.block_until_ready(compiled(keys))
+
+
+def measure(seeds: int, steps: int = 2000, dim: int = 20, repeats: int = 3, log_every: int = 10,
+            learning_rate: float = 1e-2) -> dict:
+    problem = problems.get("rosenbrock", dim=dim)
+    seed_list = list(range(seeds))
+    hp = {"learning_rate": learning_rate}
+
+    t0 = time.perf_counter()
+    df = runner.run_cell(problem, "adam", hparams=hp, seeds=seed_list, steps=steps, log_every=log_every)
+    first_call = time.perf_counter() - t0
+    compile_s = float(df["compile_s"].iloc[0])
+
+    program_times = []
+
+    def run_runner():
+        d = runner.run_cell(problem, "adam", hparams=hp, seeds=seed_list, steps=steps, log_every=log_every)
+        program_times.append(float(d["cell_run_s"].iloc[0]))
+
+    t_runner = _best(run_runner, repeats)
+    t_program = min(program_times[1:])
+    t_hand = _best(hand_loop(problem, learning_rate, steps, seed_list), max(1, repeats - 1))
+    t_floor = _best(floor_program(problem, learning_rate, steps, seed_list), repeats)
+    return {
+        "seeds": seeds,
+        "hand_per_run_s": t_hand / seeds,
+        "runner_per_run_s": t_runner / seeds,
+        "program_per_run_s": t_program / seeds,
+        "floor_per_run_s": t_floor / seeds,
+        "hand_over_runner": t_hand / t_runner,
+        "runner_over_floor": t_runner / t_floor,
+        "program_over_floor": t_program / t_floor,
+        "runner_compile_s": compile_s,
+        "runner_first_call_s": first_call,
+    }
+
+
+def main(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -> list[dict]:
+    dev = jax.devices()[0]
+    print(f"Adam (lr 1e-2) on rosenbrock(dim={dim}), {steps} steps, log_every 10; "
+          f"backend {jax.default_backend()} ({dev.device_kind}), jax {jax.__version__}; best of {repeats}.")
+    print()
+    print("| seeds | hand loop s/run | runner s/run | program s/run | floor s/run | hand / runner "
+          "| runner / floor | program / floor | runner compile s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for s in seeds:
+        r = measure(s, steps=steps, dim=dim, repeats=repeats)
+        rows.append(r)
+        print(f"| {s} | {r['hand_per_run_s']:.4g} | {r['runner_per_run_s']:.3g} | {r['program_per_run_s']:.3g} "
+              f"| {r['floor_per_run_s']:.3g} | {r['hand_over_runner']:.0f}x | {r['runner_over_floor']:.2f}x "
+              f"| {r['program_over_floor']:.2f}x | {r['runner_compile_s']:.2f} |", flush=True)
+    return rows

@@ -1,0 +1,52 @@
+"""Leaderboard arithmetic: Wilson intervals, honest selection on tuning seeds, held-out numbers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.reports import leaderboard
+
+
+@pytest.mark.parametrize("k, n", [(0, 4), (3, 4), (8, 8), (5, 16), (1, 1)])
+def test_wilson_matches_scipy(k, n):
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = leaderboard.wilson(k, n)
+    assert lo == pytest.approx(ci.low, abs=1e-6) and hi == pytest.approx(ci.high, abs=1e-6)
+
+
+def synthetic(rows):
+    """A logged frame with one final row per run: (hp_index, lr, seed, status, hit_step, final_loss)."""
+    out = []
+    for hp, lr, seed, status, hit, final in rows:
+        out.append(dict(problem="p(a=1)", family="p", dim=2, optimizer="opt", hp_index=hp, hp_learning_rate=lr,
+                        seed=seed, step=100, loss=final, grad_norm=0.0, n_values=100, n_grads=100, n_hvps=0,
+                        final_loss=final, final_grad_norm=0.0, final_gap=final, hit_step=hit, hit_values=hit,
+                        hit_grads=hit, hit_hvps=0, diverged_step=-1, final_lambda_min=1.0, final_lambda_max=1.0,
+                        status=status, f_star=0.0, f_target=1e-3, steps=100, run_s=0.01))
+    return pd.DataFrame(out)
+
+
+def test_selection_on_tuning_seeds_numbers_on_held_out_seeds():
+    rows = []
+    # point 0: solves tuning seeds 0,1 fast but fails held-out seeds 2,3
+    rows += [(0, 0.1, 0, "converged", 10, 0.0), (0, 0.1, 1, "converged", 12, 0.0),
+             (0, 0.1, 2, "budget_exhausted", -1, 5.0), (0, 0.1, 3, "budget_exhausted", -1, 5.0)]
+    # point 1: solves one tuning seed, and all held-out seeds
+    rows += [(1, 0.01, 0, "converged", 50, 0.0), (1, 0.01, 1, "budget_exhausted", -1, 1.0),
+             (1, 0.01, 2, "converged", 40, 0.0), (1, 0.01, 3, "converged", 60, 0.0)]
+    tab = leaderboard.table(synthetic(rows))
+    row = tab.iloc[0]
+    assert row["hp_learning_rate"] == 0.1  # chosen on tuning seeds 0, 1
+    assert row["runs"] == 2 and row["success"] == 0.0  # ... and reported on held-out 2, 3
+    assert np.isnan(row["steps_median"])
+    assert row["gap_median"] == 5.0
+    assert row["n_budget_exhausted"] == 2
+
+
+def test_single_point_reports_every_seed_with_iqr():
+    rows = [(0, 0.1, s, "converged", h, 0.0) for s, h in enumerate([10, 20, 30, 40])]
+    row = leaderboard.table(synthetic(rows)).iloc[0]
+    assert row["runs"] == 4 and row["success"] == 1.0
+    assert row["steps_median"] == 25 and row["steps_q25"] == 17.5 and row["steps_q75"] == 32.5
+    assert row["selection"] == "single point"
