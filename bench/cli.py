@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
     cells, label = _cells_from_args(args)
     store = Store(args.results)
     print(f"{label}: {len(cells)} cells -> {store.cells}", file=sys.stderr)
-    out = run_cells(cells, store, progress=not args.no_progress)
+    out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers)
     print(
         f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed; "
         f"compile {out.compile_s:.1f} s, run {out.run_s:.1f} s, wall {out.wall_s:.1f} s",
@@ -200,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--hparams", help='JSON hyperparameters, lists form a grid: \'{"learning_rate": [0.01, 0.1]}\'')
     run.add_argument("--results", default="results")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--workers", type=int, default=None,
+                     help="processes (default: one per core, at most 4, on the CPU; 1 on an accelerator)")
     rep = sub.add_parser("report", help="write results/LEADERBOARD.md, leaderboard.csv and plots")
     rep.add_argument("--results", default="results")
     rep.add_argument("--suite", help="only the cells of this suite")
