@@ -1,0 +1,229 @@
+"""Adaptive cubic regularization (ARC) with a Lanczos subproblem solver.
+
+Nesterov & Polyak (2006) minimize, at each iterate x with g = grad f(x) and B = Hess f(x),
+
+    m(s) = f(x) + g.s + 1/2 s.B s + sigma/3 |s|^3,
+
+and Cartis, Gould & Toint (2011) make sigma adaptive, as a trust-region method does with its
+radius: with the ratio of actual to predicted decrease
+
+    rho = (f(x) - f(x + s)) / (f(x) - m(s)),
+
+the step is accepted if rho >= eta1 and rejected (x unchanged) otherwise, and sigma is divided by
+gamma (very successful, rho >= eta2), kept (successful) or multiplied by gamma (unsuccessful),
+never below sigma_min.
+
+B is only touched through Hessian-vector products of ``value_fn``. The subproblem is solved in
+the Krylov space K_k(B, g): k steps of Lanczos with full reorthogonalization from g give an
+orthonormal V (k x n) and the tridiagonal T = V B V^T; with b = V g (= |g| e1), the reduced
+problem min_y b.y + 1/2 y.T y + sigma/3 |y|^3 is solved exactly (eigendecomposition of T and a
+safeguarded Newton iteration on the secular equation |y(lambda)| = lambda/sigma,
+y(lambda) = -(T + lambda I)^{-1} b, with the hard case handled; see
+``optimizers.cubic_subproblem``) and s = V^T y. Because g lies in the Krylov space, the result is
+never worse than the Cauchy point (the minimizer of m along -g), which is also computed as a
+fallback for float32 round-off (Cartis et al. 2011, Sec. 6.2, "ARC with the Lanczos method").
+
+When g = 0 (exactly at a critical point) the Krylov space of g is empty; Lanczos then starts
+from a fixed pseudo-random vector (same for every call, so the method stays deterministic),
+which lets the hard case of the subproblem step off a strict saddle.
+
+Oracle cost per step, beyond the caller's value and gradient: k HVPs (Lanczos always runs k
+steps, also past a breakdown) and one function value f(x + s), counted in ``OracleCounts``.
+
+References:
+  Yu. Nesterov and B. T. Polyak, "Cubic regularization of Newton method and its global
+  performance", Math. Program. 108 (2006) 177-205.
+  C. Cartis, N. I. M. Gould and Ph. L. Toint, "Adaptive cubic regularisation methods for
+  unconstrained optimization. Part I: motivation, convergence and numerical results",
+  Math. Program. 127 (2011) 245-295.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from optimizers.base import OracleCounts
+from optimizers.cubic_subproblem import solve_cubic_eig
+from optimizers.linalg import lanczos, tridiag_eigh
+
+# sigma never grows past this (in units of the user's sigma_0 it is 2^50): keeps float32 finite
+# when f(x + s) - f(x) is pure round-off near a minimizer and every step is "unsuccessful".
+_SIGMA_SCALE_MAX = 2.0**50
+
+
+class CubicRegState(NamedTuple):
+    """State of ``scale_by_cubic_reg``.
+
+    Attributes:
+      sigma_scale: current sigma divided by the hyperparameter ``sigma`` (starts at 1); kept as
+        a ratio so that changing the hyperparameter in a live state takes effect.
+      last_sigma: the sigma used by the last step (diagnostic).
+      last_rho: the ratio rho of the last step (NaN when no decrease was predicted).
+      last_accepted: whether the last step was accepted.
+      counts: oracle calls spent by this transformation.
+    """
+
+    sigma_scale: jax.Array
+    last_sigma: jax.Array
+    last_rho: jax.Array
+    last_accepted: jax.Array
+    counts: OracleCounts
+
+
+def _fallback_start(n: int, dtype) -> jax.Array:
+    # deterministic, generic direction: no problem is symmetric with respect to it
+    return jax.random.normal(jax.random.key(0), (n,), dtype)
+
+
+def cubic_step(value_fn, params, grads, sigma, k: int):
+    """Krylov solution of the cubic subproblem at ``params`` (no acceptance test).
+
+    Returns ``(s, model, extras)`` with ``s`` the flat step, ``model = m(s) - f(x)`` and
+    ``extras`` a dict with the Lanczos result, the reduced solution and ``b``.
+    """
+    x, unravel = ravel_pytree(params)
+    g, _ = ravel_pytree(grads)
+    dtype = x.dtype
+    g = g.astype(dtype)
+
+    def f_flat(z):
+        return value_fn(unravel(z))
+
+    def matvec(v):
+        return jax.jvp(jax.grad(f_flat), (x,), (v.astype(dtype),))[1].astype(dtype)
+
+    gnorm = jnp.linalg.norm(g)
+    # same threshold as lanczos uses for a zero start vector
+    v0 = jnp.where(gnorm > jnp.finfo(dtype).tiny, g, _fallback_start(x.shape[0], dtype))
+    lz = lanczos(matvec, v0, k)
+    theta, Q = tridiag_eigh(lz.alphas, lz.betas, lz.mask)
+    b = lz.basis @ g
+    sol = solve_cubic_eig(theta, Q, b, jnp.asarray(sigma, dtype))
+    s = lz.basis.T @ sol.y
+    return s, sol.model, {"lanczos": lz, "solution": sol, "b": b, "T": (Q * theta) @ Q.T}
+
+
+def scale_by_cubic_reg(
+    sigma: float = 1.0,
+    learning_rate: float = 1.0,
+    sigma_min: float = 1e-8,
+    eta1: float = 0.1,
+    eta2: float = 0.9,
+    gamma: float = 2.0,
+    krylov_dim: int = 10,
+) -> optax.GradientTransformationExtraArgs:
+    """Adaptive cubic regularization step (ARC); returns the update ``+s`` (already a descent step).
+
+    Needs ``value_fn`` (the loss at this step, as a function of params) as an extra argument of
+    ``update``; ``value`` (= value_fn(params)) is used when given, else computed and counted.
+
+    Args:
+      sigma: initial cubic penalty sigma_0 (> 0).
+      learning_rate: the trial point is x + learning_rate * s and the model decrease is that of
+        learning_rate * s, so the acceptance test is always about the step actually taken.
+      sigma_min: floor on sigma.
+      eta1: acceptance threshold on rho (successful).
+      eta2: very-successful threshold on rho (sigma /= gamma).
+      gamma: sigma factor on (very) unsuccessful / successful steps.
+      krylov_dim: Lanczos steps k (static): k HVPs per update.
+    """
+    k = int(krylov_dim)
+
+    def init_fn(params):
+        del params
+        f32 = jnp.float32
+        return CubicRegState(
+            sigma_scale=jnp.ones([], f32),
+            last_sigma=jnp.asarray(sigma, f32),
+            last_rho=jnp.zeros([], f32),
+            last_accepted=jnp.zeros([], bool),
+            counts=OracleCounts.zeros(),
+        )
+
+    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
+        del extra
+        if params is None or value_fn is None:
+            raise ValueError("cubic_reg needs params and value_fn (update(..., value_fn=f))")
+        x, unravel = ravel_pytree(params)
+        dtype = x.dtype
+        counts = state.counts
+        if value is None:
+            value = value_fn(params)
+            counts = counts.add(values=1)
+        f0 = jnp.asarray(value, dtype)
+        sig0 = jnp.asarray(sigma, dtype)
+        smin = jnp.asarray(sigma_min, dtype)
+        cur_sigma = jnp.maximum(sig0 * state.sigma_scale.astype(dtype), smin)
+
+        s, _, ex = cubic_step(value_fn, params, updates, cur_sigma, k)
+        y, b, T = ex["solution"].y, ex["b"], ex["T"]
+        t = jnp.asarray(learning_rate, dtype)
+        ynorm = jnp.linalg.norm(y)
+        # m(t s) - f(x) in the reduced coordinates (|s| = |y| since V is orthonormal)
+        model = t * (b @ y) + 0.5 * t * t * (y @ (T @ y)) + cur_sigma / 3.0 * (t * ynorm) ** 3
+        step = t * s
+        f_new = jnp.asarray(value_fn(unravel(x + step)), dtype)
+        counts = counts.add(values=1, hvps=k)
+
+        pred = -model
+        has_pred = (pred > 0) & jnp.isfinite(pred)
+        rho = jnp.where(has_pred, (f0 - f_new) / jnp.where(has_pred, pred, 1.0), jnp.nan)
+        finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(step))
+        # both decreases below the float resolution of f: rho is round-off; take the (tiny) step
+        # and leave sigma alone (Conn, Gould and Toint 2000, Sec. 17.4.2)
+        tol = 4.0 * jnp.finfo(dtype).eps * jnp.abs(f0)
+        negligible = has_pred & finite & (pred <= tol) & (jnp.abs(f0 - f_new) <= tol)
+        accepted = has_pred & finite & ((rho >= eta1) | negligible)
+        very = accepted & (rho >= eta2) & ~negligible
+        g_ = jnp.asarray(gamma, dtype)
+        new_sigma = jnp.where(very, cur_sigma / g_, jnp.where(accepted, cur_sigma, cur_sigma * g_))
+        # no predicted decrease (s = 0: a minimizer of the model at y = 0): nothing to learn
+        new_sigma = jnp.where(has_pred | ~finite, new_sigma, cur_sigma)
+        new_sigma = jnp.maximum(new_sigma, smin)
+        scale = jnp.clip(new_sigma / sig0, 0.0, _SIGMA_SCALE_MAX)
+
+        out = unravel(jnp.where(accepted, step, jnp.zeros_like(step)))
+        new_state = CubicRegState(
+            sigma_scale=scale.astype(jnp.float32),
+            last_sigma=cur_sigma.astype(jnp.float32),
+            last_rho=rho.astype(jnp.float32),
+            last_accepted=accepted,
+            counts=counts,
+        )
+        return out, new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def cubic_reg(
+    learning_rate: float = 1.0,
+    sigma: float = 1.0,
+    sigma_min: float = 1e-8,
+    eta1: float = 0.1,
+    eta2: float = 0.9,
+    gamma: float = 2.0,
+    krylov_dim: int = 10,
+) -> optax.GradientTransformationExtraArgs:
+    """Adaptive cubic regularization (Nesterov-Polyak 2006; ARC, Cartis-Gould-Toint 2011), Lanczos solver.
+
+    Each step minimizes g.s + 1/2 s.Hs + sigma/3 |s|^3 over the Krylov space K_k(H, g) (k HVPs),
+    evaluates f(x + lr s) (one value), accepts the step if the actual/predicted decrease ratio
+    rho >= eta1 and adapts sigma (/gamma if rho >= eta2, *gamma if rho < eta1). Rejected steps
+    return a zero update. See ``scale_by_cubic_reg`` for the arguments.
+
+    Usable in any optax chain: ``tx.update(grads, state, params, value=f(params), value_fn=f)``.
+    """
+    return scale_by_cubic_reg(
+        sigma=sigma,
+        learning_rate=learning_rate,
+        sigma_min=sigma_min,
+        eta1=eta1,
+        eta2=eta2,
+        gamma=gamma,
+        krylov_dim=krylov_dim,
+    )

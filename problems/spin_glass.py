@@ -1,0 +1,220 @@
+"""The spherical p-spin glass (p = 2, 3, 4), written in an unconstrained chart.
+
+    H(s) = N^{-(p-1)/2} sum_{i1..ip} J_{i1..ip} s_i1 ... s_ip,    |s| = sqrt(N),
+
+summed over all ordered index tuples, with J_{i1..ip} iid N(0, 1) drawn from the instance seed.
+The scaling makes Var H(s) = N on the sphere, so the energy per spin H/N is of order one; the
+problem reports ``full_loss = H(s)/N``.
+
+Chart and retraction: the optimizer moves w in R^N and the energy is evaluated at
+s = sqrt(N) w/|w|, which leaves it scale-invariant in w (its gradient is tangent to the sphere
+through w); ``retract(w) = w/|w|`` projects back onto the unit sphere, where the iterates live. H depends only on the
+symmetric part of J, so the coupling tensor is symmetrized (averaged over the p! index
+permutations) once at construction; then the local field v = T.s^{p-1} (p-1 successive
+contractions) gives both H = v.s and its gradient p v in one pass over the tensor.
+
+Reference values (Auffinger, Ben Arous and Cerny 2013, "Random matrices and complexity of spin
+glasses", CPAM 66(2)). For p >= 3 the mean number of critical points of index k with energy
+per spin below u is exp(N Theta_{k,p}(u) + o(N)), where for u <= -E_inf
+
+    Theta_{k,p}(u) = 1/2 ln(p-1) - (p-2) u^2 / (4(p-1)) - (k+1) I_1(u),
+    I_1(u) = -u/E_inf^2 sqrt(u^2 - E_inf^2) - ln(-u + sqrt(u^2 - E_inf^2)) + ln E_inf,
+    E_inf = 2 sqrt((p-1)/p).
+
+Below -E_inf the critical points are (exponentially) mostly minima; -E_inf is the threshold
+energy, where most local minima and saddles sit and where gradient descent from a random start
+ends as N -> infinity (Cugliandolo and Kurchan 1993).
+The ground state -E_0 is the zero of Theta_{0,p} below -E_inf (no minima are expected below
+it): E_0(3) = 1.656998, E_0(4) = 1.794085, computed here with ``scipy.optimize.brentq``.
+For p >= 3, ``f_star = -E_0`` and ``f_target = -E_inf``. Both are N -> infinity values: the
+ground state of one finite-N instance fluctuates around -E_0 (it can lie below it), so the
+gap to f_star of a finite instance can be slightly negative.
+
+Finite N: at the sizes a CPU suite affords, gradient descent from random init ends in local
+minima above the asymptotic threshold (p = 3, 8 seeds, 1000 steps: -1.51 to -1.54 per spin at
+N = 50, -1.55 to -1.58 at N = 100), so for p >= 3 the target is rarely reached at small N and the
+final energy (or its gap to -E_inf) is the comparison.
+
+Scales: the iterates w live on the unit sphere (not on |s| = sqrt(N)) so that step sizes are
+O(1) whatever N: the gradient of the per-spin energy in w is sqrt(N) times its gradient in s,
+and its Hessian N times, so one learning-rate range serves every size (a gradient-descent step
+of order 0.1 for p = 3, 4 and 0.3 for p = 2 is stable and fast). With |w| = sqrt(N) instead,
+the same steps would have to grow like N.
+
+For p = 2, H/N = s^T M s / N with M = N^{-1/2} (J + J^T)/2, so the exact ground state per spin
+of each instance is lambda_min(M) (the bottom eigenvector, scaled to |s| = sqrt(N)), computed
+with numpy. There is no threshold in the same sense (the landscape has only 2N critical
+points, +-each eigenvector; as N -> infinity lambda_min -> -sqrt(2), the semicircle edge,
+which is also what E_inf gives at p = 2). So f_star = lambda_min(M) exactly and f_target =
+f_star + 1e-3 per spin; gradient descent reaches it at a rate set by the instance's spectral
+gap lambda_2 - lambda_1.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import brentq
+
+from problems.base import Reference, make
+
+MAX_COUPLING_ENTRIES = 200_000_000  # n**p float32 entries (800 MB); refuse beyond this
+P2_TARGET_TOLERANCE = 1e-3  # per spin, above the exact p = 2 ground state
+
+
+def threshold_energy(p: int) -> float:
+    """E_inf = 2 sqrt((p-1)/p); the threshold energy per spin is -E_inf."""
+    return 2.0 * math.sqrt((p - 1) / p)
+
+
+def complexity(u: float, p: int, k: int = 0) -> float:
+    """Theta_{k,p}(u) of Auffinger, Ben Arous and Cerny 2013 (index-k complexity), for u <= -E_inf."""
+    e_inf = threshold_energy(p)
+    if u > -e_inf:
+        raise ValueError(f"complexity: formula holds for u <= -E_inf = {-e_inf}, got u = {u}")
+    root = math.sqrt(max(u * u - e_inf * e_inf, 0.0))
+    i1 = -u / e_inf**2 * root - math.log(-u + root) + math.log(e_inf)
+    return 0.5 * math.log(p - 1) - (p - 2) * u * u / (4.0 * (p - 1)) - (k + 1) * i1
+
+
+@functools.cache
+def ground_state_energy(p: int) -> float:
+    """E_0(p) > 0 such that -E_0 is the zero of Theta_{0,p} below -E_inf (p >= 3)."""
+    if p < 3:
+        raise ValueError(f"ground_state_energy: the complexity formula needs p >= 3, got {p}")
+    e_inf = threshold_energy(p)
+    # Theta_{0,p}(-E_inf) = ln(p-1)/2 - (p-2)/p > 0 for p >= 3 and Theta -> -inf as u -> -inf.
+    u0 = brentq(lambda u: complexity(u, p, 0), -10.0 * e_inf, -e_inf, xtol=1e-14, rtol=1e-15)
+    return -u0
+
+
+def couplings(p: int, n: int, instance: int) -> np.ndarray:
+    """The raw (unsymmetrized) coupling tensor J, shape (n,)*p, iid N(0, 1), float32."""
+    rng = np.random.default_rng(instance)
+    return rng.standard_normal((n,) * p, dtype=np.float32)
+
+
+def _order_free_sum(arrays: list[np.ndarray]) -> np.ndarray:
+    """Elementwise sum of a few arrays, rounded identically whatever order they come in.
+
+    The terms are first sorted elementwise (odd-even transposition network of minimum/maximum),
+    then added in that order; float addition is not associative, and this makes the
+    symmetrized tensor exactly (bitwise) symmetric.
+    """
+    terms = list(arrays)
+    k = len(terms)
+    for rnd in range(k):
+        for i in range(rnd % 2, k - 1, 2):
+            terms[i], terms[i + 1] = np.minimum(terms[i], terms[i + 1]), np.maximum(terms[i], terms[i + 1])
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def symmetrize(j: np.ndarray) -> np.ndarray:
+    """The average of J over the p! permutations of its indices, exactly symmetric in float.
+
+    Built one index at a time: if X is symmetric in its first m indices, then
+    (X + sum_{k<m} X with indices k and m swapped)/(m+1) is symmetric in the first m+1 (the
+    transpositions (k m) are coset representatives of S_m in S_{m+1}). That is 1+2+...+(p-1)
+    transposes instead of p!, which matters for p = 4 at n ~ 100 (10^8 entries). Each step's
+    terms are summed in a canonical order, so the result is bitwise symmetric, which the
+    energy's custom gradient (p T.s^{p-1}) relies on to be the exact derivative.
+    """
+    out = j
+    for m in range(1, j.ndim):
+        terms = [out]
+        for k in range(m):
+            axes = list(range(j.ndim))
+            axes[k], axes[m] = m, k
+            terms.append(out.transpose(axes))
+        out = _order_free_sum(terms) / np.asarray(m + 1, j.dtype)
+    return out
+
+
+def _energy(tensor):
+    """E(s) = sum T_{i1..ip} s_i1...s_ip for a symmetric T, with its gradient p T.s^{p-1}.
+
+    The custom JVP computes the local field v = T.s^{p-1} once (p-1 matrix-vector products,
+    O(n^p)) and returns E = v.s and dE = p v.ds, so a gradient costs one pass over T instead of
+    the two that reverse-mode differentiation of the contraction chain would take; it is exact
+    because T is symmetric. Hessian-vector products differentiate v by ordinary autodiff.
+    """
+    p = tensor.ndim
+
+    def field(s):
+        x = tensor.astype(s.dtype)
+        for _ in range(p - 1):
+            x = x @ s
+        return x
+
+    @jax.custom_jvp
+    def energy(s):
+        return field(s) @ s
+
+    @energy.defjvp
+    def _energy_jvp(primals, tangents):
+        (s,), (ds,) = primals, tangents
+        v = field(s)
+        return v @ s, p * (v @ ds)
+
+    return energy
+
+
+def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
+    """Spherical p-spin glass, energy per spin H(s)/N in the chart s = sqrt(N) w/|w|, |w| = 1."""
+    if p not in (2, 3, 4):
+        raise ValueError(f"spin_glass: p must be 2, 3 or 4, got {p}")
+    if n < 2:
+        raise ValueError(f"spin_glass: n must be >= 2, got {n}")
+    if instance < 0:
+        raise ValueError(f"spin_glass: instance must be >= 0, got {instance}")
+    if n**p > MAX_COUPLING_ENTRIES:
+        raise ValueError(
+            f"spin_glass: n**p = {n}**{p} = {n**p:.3g} coupling entries exceeds the limit "
+            f"{MAX_COUPLING_ENTRIES:.0e} (memory); use a smaller n"
+        )
+
+    scaled = symmetrize(couplings(p, n, instance))
+    scaled *= np.float32(n ** (-(p - 1) / 2))
+    energy = _energy(jnp.asarray(scaled))  # on the device once; captured as a constant by jit
+    sqrt_n = math.sqrt(n)
+
+    def retract(w):
+        return w / jnp.linalg.norm(w)
+
+    def full_loss(w):
+        return energy(sqrt_n * retract(w)) / n
+
+    def init(key):
+        return retract(jax.random.normal(key, (n,), jnp.float32))
+
+    e_inf = threshold_energy(p)
+    if p == 2:
+        lam_min = float(np.linalg.eigvalsh(scaled.astype(np.float64))[0])
+        reference = Reference(
+            f_star=lam_min,
+            f_target=lam_min + P2_TARGET_TOLERANCE,
+            source=(
+                "exact for this instance: H/N = s^T M s/N with M = N^{-1/2}(J+J^T)/2 has minimum "
+                f"lambda_min(M) on |s| = sqrt(N) (numpy eigvalsh); target = f* + {P2_TARGET_TOLERANCE}"
+            ),
+            extra={"E_inf": e_inf, "lambda_min": lam_min},
+        )
+    else:
+        e_0 = ground_state_energy(p)
+        reference = Reference(
+            f_star=-e_0,
+            f_target=-e_inf,
+            source=(
+                "Auffinger, Ben Arous, Cerny 2013: ground state -E_0 (zero of the complexity "
+                "Theta_{0,p}) and threshold -E_inf = -2 sqrt((p-1)/p), both N -> infinity limits; "
+                "a finite-N instance's ground state fluctuates around -E_0 (it can lie below it)"
+            ),
+            extra={"E_inf": e_inf, "E_0": e_0, "threshold_energy": -e_inf, "ground_state_energy": -e_0},
+        )
+
+    return make(dim=n, init=init, full_loss=full_loss, reference=reference, retract=retract)
