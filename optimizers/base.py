@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -169,12 +170,9 @@ def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise TypeError(f"{name}: hyperparameter {k!r} must be a bool, got {v!r}")
-        elif isinstance(default, (int, float)) and not isinstance(v, (jax.Array,)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                try:
-                    v = float(v)
-                except (TypeError, ValueError):
-                    raise TypeError(f"{name}: hyperparameter {k!r} must be a number, got {v!r}") from None
+        elif isinstance(default, (int, float)) and not isinstance(v, jax.Array):
+            if isinstance(v, (bool, str)) or not isinstance(v, (int, float, np.number)):
+                raise TypeError(f"{name}: hyperparameter {k!r} must be a number, got {v!r}")
             if isinstance(default, int) and k in sp.static:
                 if not float(v).is_integer():
                     raise TypeError(f"{name}: hyperparameter {k!r} must be an integer, got {v!r}")

@@ -1,0 +1,102 @@
+"""L-BFGS with a zoom (strong Wolfe) line search: ``optax.lbfgs`` adapted to the runner's call.
+
+optax's L-BFGS wants ``update(grad, state, params, value=..., grad=..., value_fn=...)``: its
+zoom line search needs the gradient as a keyword and hands every other extra keyword to
+``value_fn``. The runner calls ``update(grads, state, params, value=v, value_fn=f, key=k)``,
+with the gradient only as the first argument and a ``key`` that ``f`` does not take. This
+module passes ``grad=grads``, drops ``key`` (L-BFGS draws no noise), and counts what the line
+search spends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+from optimizers.base import OracleCounts
+
+
+def _strong(tree):
+    return jax.tree.map(
+        lambda a: jax.lax.convert_element_type(a, a.dtype) if getattr(a, "weak_type", False) else a, tree
+    )
+
+
+class LbfgsState(NamedTuple):
+    """State of ``scale_by_lbfgs``: optax's L-BFGS + zoom line-search state, and the oracle count."""
+
+    inner: Any
+    oracle: OracleCounts
+
+
+def scale_by_lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_rtol: float = 1e-4,
+                   curv_rtol: float = 0.9) -> optax.GradientTransformationExtraArgs:
+    """``optax.lbfgs`` with a zoom line search, taking the gradient as its first argument.
+
+    Returns the final update (the line search's step times the L-BFGS direction, already
+    negated). Each line-search iteration evaluates ``jax.value_and_grad(value_fn)`` once, so
+    the state's ``OracleCounts`` gains ``num_linesearch_steps`` values and as many gradients
+    per step. The last of them is the value and gradient at the accepted point, which the
+    runner computes again on its next step (on the next mini-batch it is a different function
+    anyway); they are counted all the same, since they were spent.
+    """
+    inner = optax.lbfgs(
+        memory_size=memory_size,
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=max_linesearch_steps, slope_rtol=slope_rtol, curv_rtol=curv_rtol,
+            initial_guess_strategy="one",
+        ),
+    )
+
+    def init_fn(params):
+        # optax initialises some line-search diagnostics as weak-typed scalars and returns them
+        # strongly typed after an update; made strong here so that the second update does not
+        # retrace a jitted step
+        return LbfgsState(inner=_strong(inner.init(params)), oracle=OracleCounts.zeros())
+
+    def update_fn(updates, state, params=None, *, value=None, value_fn=None, grad=None, key=None,
+                  **extra_args):
+        del key  # L-BFGS is deterministic
+        if value_fn is None or value is None or params is None:
+            raise ValueError("lbfgs needs params, value= and value_fn= (its line search evaluates value_fn)")
+        grad = updates if grad is None else grad
+        new_updates, inner_state = inner.update(
+            updates, state.inner, params, value=value, grad=grad, value_fn=value_fn, **extra_args
+        )
+        info = optax.tree.get(inner_state, "info")
+        n = info.num_linesearch_steps
+        return new_updates, LbfgsState(inner=inner_state, oracle=state.oracle.add(values=n, grads=n))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_rtol: float = 1e-4,
+          curv_rtol: float = 0.9) -> optax.GradientTransformationExtraArgs:
+    r"""L-BFGS (Liu and Nocedal 1989) with a zoom line search (Nocedal and Wright, Alg. 3.5-3.6).
+
+    Direction p_k = -H_k g_k, H_k the two-loop-recursion inverse-Hessian estimate from the last
+    m = ``memory_size`` pairs (s_i = x_{i+1} - x_i, y_i = g_{i+1} - g_i), H_k^0 = gamma_k I with
+    gamma_k = s^T y / y^T y (first step: a capped 1/|g|, optax's choice). Step x <- x + a p_k
+    with a satisfying the strong Wolfe conditions
+        f(x + a p) <= f(x) + c1 a g^T p,    |grad f(x + a p)^T p| <= c2 |g^T p|,
+    found by optax's zoom line search from the initial guess a = 1.
+
+    Args:
+      memory_size: m, the number of (s, y) pairs (static: it fixes the state's shapes).
+        Default 10, optax's.
+      max_linesearch_steps: cap on line-search iterations per step (static). Default 20,
+        optax's.
+      slope_rtol: c1 of the sufficient-decrease (Armijo) condition. Default 1e-4.
+      curv_rtol: c2 of the curvature condition. Default 0.9, the usual quasi-Newton value.
+
+    Oracle cost per step: the runner's value and gradient, plus one value and one gradient of
+    ``value_fn`` per line-search iteration (counted in the state's ``OracleCounts``).
+
+    References: D. C. Liu, J. Nocedal, "On the limited memory BFGS method for large scale
+    optimization", Math. Programming 45 (1989); J. Nocedal, S. J. Wright, Numerical
+    Optimization (2006), Alg. 7.4-7.5 and 3.5-3.6; ``optax.lbfgs``.
+    """
+    return scale_by_lbfgs(memory_size, max_linesearch_steps, slope_rtol, curv_rtol)
+

@@ -1,0 +1,106 @@
+"""SGD with isotropic noise from the unit sphere (Ge, Huang, Jin and Yuan 2015).
+
+Also home of the two samplers the saddle escapers share: a uniform point on the unit sphere and a
+uniform point in a ball, each over the whole flattened parameter pytree (one direction in R^d,
+d the total number of parameters, not one per leaf).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def tree_size(tree) -> int:
+    """d: the total number of entries in the pytree (a Python int, fixed by the shapes)."""
+    return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+def sample_sphere(key: jax.Array, like):
+    """xi ~ Unif(S^{d-1}) over the flattened pytree ``like``, as a pytree of its shapes and dtypes.
+
+    xi = n / |n| with n ~ N(0, I_d): the Gaussian is rotation invariant, so its direction is
+    uniform on the sphere (Muller 1959). |n| = 0 has probability zero; the floor only keeps a
+    NaN out of the program.
+    """
+    n = optax.tree.random_like(key, target_tree=like, sampler=jax.random.normal)
+    norm = optax.tree.norm(n)
+    inv = 1.0 / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny)
+    return optax.tree.scale(inv, n)
+
+
+def sample_ball(key: jax.Array, like, radius):
+    """xi ~ Unif(B_0(radius)) over the flattened pytree ``like``.
+
+    xi = radius U^{1/d} s with s ~ Unif(S^{d-1}) and U ~ Unif(0, 1) independent: then
+    P(|xi| <= t) = (t / radius)^d, the volume fraction of the ball of radius t.
+    """
+    k_dir, k_rad = jax.random.split(key)
+    direction = sample_sphere(k_dir, like)
+    d = tree_size(like)
+    u = jax.random.uniform(k_rad, (), dtype=optax.tree.dtype(like, "lowest"))
+    return optax.tree.scale(radius * u ** (1.0 / d), direction)
+
+
+class SphereNoiseState(NamedTuple):
+    """State of ``scale_by_sphere_noise``: a fallback key, split only when ``update`` gets no ``key``."""
+
+    rng_key: jax.Array
+
+
+def scale_by_sphere_noise(noise_radius: float = 1.0, seed: int = 0
+                          ) -> optax.GradientTransformationExtraArgs:
+    """Adds isotropic sphere noise to the gradient: g <- g + r xi, xi ~ Unif(S^{d-1}).
+
+    The noise is drawn from the per-step ``key`` extra argument; without one, from a key kept in
+    the state (seeded by ``seed``). E[xi] = 0 and E[xi xi^T] = I/d, so the noise adds r^2/d of
+    variance per coordinate and has norm exactly r.
+
+    Args:
+      noise_radius: r, the norm of the added noise.
+      seed: seed of the fallback key.
+    """
+
+    def init_fn(params):
+        del params
+        return SphereNoiseState(rng_key=jax.random.key(seed))
+
+    def update_fn(updates, state, params=None, *, key=None, **extra_args):
+        del params, extra_args
+        if key is None:
+            rng_key, key = jax.random.split(state.rng_key)
+        else:
+            rng_key = state.rng_key
+        xi = sample_sphere(key, updates)
+        updates = optax.tree.add_scale(tree_x=updates, scalar=noise_radius, tree_y=xi)
+        return updates, SphereNoiseState(rng_key=rng_key)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def sphere_noise_sgd(learning_rate: float = 1e-3, noise_radius: float = 1.0
+                     ) -> optax.GradientTransformationExtraArgs:
+    r"""Noisy SGD with isotropic unit-sphere noise (Ge, Huang, Jin and Yuan 2015).
+
+    x <- x - lr (g + r xi),  xi ~ Unif(S^{d-1}) over the whole flattened parameter pytree,
+    drawn from the per-step key. The noise has E[xi] = 0, E[xi xi^T] = I/d, so near a strict
+    saddle it has a component along the escape direction with probability one, and SGD leaves
+    strict saddles in polynomially many steps (the paper's main result). Near a minimum with Hessian
+    eigenvalues lambda_i the iterates settle into a stationary cloud with mean excess loss
+    lr r^2/(2d) sum_i 1/(2 - lr lambda_i) (~ lr r^2 / 4 for small lr; checked in the tests).
+
+    Args:
+      learning_rate: step size lr (default 1e-3, the ``sgd`` default).
+      noise_radius: r, the norm of the noise added to each gradient (default 1.0: the paper's
+        Algorithm 1 samples from the unit sphere).
+
+    Oracle cost: nothing beyond the runner's gradient.
+
+    Reference: R. Ge, F. Huang, C. Jin, Y. Yuan, "Escaping From Saddle Points --- Online
+    Stochastic Gradient for Tensor Decomposition", COLT 2015, Algorithm 1 (Noisy SGD).
+    """
+    return optax.chain(scale_by_sphere_noise(noise_radius), optax.scale_by_learning_rate(learning_rate))
