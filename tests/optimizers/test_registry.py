@@ -42,6 +42,8 @@ def test_unknown_hyperparameter_is_type_error():
 
 @pytest.mark.parametrize("name,kwargs", [
     ("sgd", {"learning_rate": "fast"}),
+    ("sgd", {"learning_rate": "0.1"}),  # a numeric string is still a string: no silent conversion
+    ("adam", {"learning_rate": True}),  # a bool is not a learning rate
     ("adam", {"b1": [0.9]}),
     ("perturbed_gd", {"radius": None}),
     ("lbfgs", {"memory_size": 2.5}),
