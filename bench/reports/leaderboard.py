@@ -160,10 +160,12 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
         "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (first half)",
         "and every number below is measured on the held-out seeds (second half). *success*: share of",
         "held-out runs ending at or below the problem's target value, with its Wilson 95% interval.",
-        "*steps*, *grads*, *HVPs*: medians over successful runs of the first step at the target and the",
-        "oracle calls spent to get there ([IQR] for steps). *gap*: median final loss minus the known",
-        "optimum f*. *s/run*: median wall seconds per run. *end*: how runs ended (conv / div = diverged /",
-        "saddle = stalled at a saddle / min = stalled at a non-target minimum / budget = still moving).",
+        "*steps*, *grads*, *HVPs*, *values*: medians over successful runs of the first step at the",
+        "target and of the oracle calls (gradients, Hessian-vector products, function values) spent",
+        "to get there ([IQR] for steps). *gap*: median final loss minus the known optimum f* (float32:",
+        "a gap of -1e-5 at |f*| = 700 is round-off). *s/run*: median wall seconds per run. *end*: how",
+        "runs ended (conv / div = diverged / saddle = stalled at a saddle / min = stalled at a",
+        "non-target minimum / budget = still moving).",
         "",
         "## Success rate by problem",
         "",
@@ -191,8 +193,8 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
             f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
             f"({g0['selection']}).",
             "",
-            "| optimizer | hparams | success [95% CI] | steps [IQR] | grads | HVPs | gap | s/run | end |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            "| optimizer | hparams | success [95% CI] | steps [IQR] | grads | HVPs | values | gap | s/run | end |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for _, r in g.iterrows():
             steps = "–" if math.isnan(r["steps_median"]) else (
@@ -201,7 +203,7 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
             lines.append(
                 f"| {r['optimizer']} | {_hp_text(r)} | {_fmt_pct(r['success'])} "
                 f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {steps} | "
-                f"{_fmt_num(r['grads_median'])} | {_fmt_num(r['hvps_median'])} | "
+                f"{_fmt_num(r['grads_median'])} | {_fmt_num(r['hvps_median'])} | {_fmt_num(r['values_median'])} | "
                 f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |"
             )
         lines.append("")
