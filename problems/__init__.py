@@ -17,7 +17,27 @@ register("strict_saddle", strict_saddle)
 register("rosenbrock", rosenbrock)
 
 # --- saddle functions, matrix factorization, deep linear networks ---
+from problems.chained_saddle import chained_saddle  # noqa: E402
+from problems.deep_linear import deep_linear  # noqa: E402
+from problems.degenerate_saddle import degenerate_saddle  # noqa: E402
+from problems.matrix_factorization import matrix_factorization  # noqa: E402
+from problems.monkey_saddle import monkey_saddle  # noqa: E402
+from problems.saddle_nd import saddle_nd  # noqa: E402
+
+register("saddle_nd", saddle_nd)
+register("monkey_saddle", monkey_saddle)
+register("degenerate_saddle", degenerate_saddle)
+register("chained_saddle", chained_saddle)
+register("matrix_factorization", matrix_factorization)
+register("deep_linear", deep_linear)
 
 # --- ReLU networks and spherical spin glasses ---
+from problems.relu_mlp import relu_mlp  # noqa: E402
+from problems.relu_teacher import relu_teacher  # noqa: E402
+from problems.spin_glass import spin_glass  # noqa: E402
+
+register("relu_teacher", relu_teacher)
+register("relu_mlp", relu_mlp)
+register("spin_glass", spin_glass)
 
 __all__ = ["Family", "Problem", "Reference", "Saddle", "family", "get", "names", "parse_name", "register"]
