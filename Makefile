@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE)
-	$(PY) -m bench report
+	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 120
+	$(PY) -m bench report --suite $(SUITE)
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 report: $(STAMP)
-	$(PY) -m bench report
+	$(PY) -m bench report --suite $(SUITE)
 
 perf: $(STAMP)
 	$(PY) -m bench perf

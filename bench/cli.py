@@ -118,15 +118,19 @@ def cmd_run(args) -> int:
     cells, label = _cells_from_args(args)
     store = Store(args.results)
     print(f"{label}: {len(cells)} cells -> {store.cells}", file=sys.stderr)
-    out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers)
+    out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers, timeout=args.cell_timeout,
+                    retry_failed=args.retry_failed)
     print(
-        f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed; "
+        f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed"
+        + (f", {out.skipped_failed} skipped (failed before; --retry-failed runs them)" if out.skipped_failed else "")
+        + "; "
         f"compile {out.compile_s:.1f} s, run {out.run_s:.1f} s, wall {out.wall_s:.1f} s",
         file=sys.stderr,
     )
     for spec, msg in out.failed:
         print(f"  failed: {spec.optimizer} on {spec.problem}: {msg}", file=sys.stderr)
-    return 1 if out.failed else 0
+    # failure is data: failed cells are recorded (results/failures.json) and listed by the report
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -145,7 +149,10 @@ def cmd_report(args) -> int:
         print(f"no stored results in {store.cells}; run `python -m bench run --suite quick` first",
               file=sys.stderr)
         return 1
-    md, csv = leaderboard.write(df, store.root)
+    failures = store.failures()
+    if keys is not None:
+        failures = {k: v for k, v in failures.items() if k in keys}
+    md, csv = leaderboard.write(df, store.root, failures)
     print(f"wrote {md} and {csv}", file=sys.stderr)
     if not args.no_plots:
         written = plots.write(df, store.root / "plots")
@@ -202,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--workers", type=int, default=None,
                      help="processes (default: one per core, at most 4, on the CPU; 1 on an accelerator)")
+    run.add_argument("--retry-failed", action="store_true", help="run cells that failed before again")
+    run.add_argument("--cell-timeout", type=float, default=600.0,
+                     help="seconds before a cell's worker is killed and the cell recorded as failed")
     rep = sub.add_parser("report", help="write results/LEADERBOARD.md, leaderboard.csv and plots")
     rep.add_argument("--results", default="results")
     rep.add_argument("--suite", help="only the cells of this suite")

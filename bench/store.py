@@ -156,6 +156,32 @@ class Store:
             raise
         return path
 
+    @property
+    def failures_path(self) -> pathlib.Path:
+        return self.root / "failures.json"
+
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """Cells that raised, hung or crashed: cell key -> {problem, optimizer, error, utc_time}."""
+        if not self.failures_path.exists():
+            return {}
+        return json.loads(self.failures_path.read_text())
+
+    def record_failure(self, spec: CellSpec, error: str) -> None:
+        """Remember a failed cell (atomically), so a re-run skips it unless asked to retry."""
+        failures = self.failures()
+        failures[spec.key] = {"problem": spec.problem, "optimizer": spec.optimizer, "error": error,
+                              "utc_time": provenance()["utc_time"]}
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(failures, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.failures_path)
+
+    def forget_failure(self, spec: CellSpec) -> None:
+        failures = self.failures()
+        if failures.pop(spec.key, None) is not None:
+            self.failures_path.write_text(json.dumps(failures, indent=1, sort_keys=True))
+
     def files(self) -> Iterator[pathlib.Path]:
         if self.cells.exists():
             yield from sorted(p for p in self.cells.glob("*.parquet") if not p.name.startswith("."))

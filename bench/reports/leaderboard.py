@@ -214,13 +214,25 @@ def _fmt_pct(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
 
 
-def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+def failures_markdown(failures: dict) -> str:
+    if not failures:
+        return ""
+    lines = ["## Cells without results", "",
+             "These cells raised, hung past the time limit or crashed; they are not in the tables above.", "",
+             "| optimizer | problem | error |", "|---|---|---|"]
+    for f in sorted(failures.values(), key=lambda f: (f["problem"], f["optimizer"])):
+        lines.append(f"| {f['optimizer']} | {f['problem']} | {f['error'].splitlines()[0][:160]} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None = None
+          ) -> tuple[pathlib.Path, pathlib.Path]:
     """Write ``LEADERBOARD.md`` and ``leaderboard.csv`` into ``out_dir``; return their paths."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tab = table(df) if not df.empty else pd.DataFrame()
     md = out_dir / "LEADERBOARD.md"
     csv = out_dir / "leaderboard.csv"
-    md.write_text(markdown(tab, df) + "\n")
+    md.write_text(markdown(tab, df) + "\n" + failures_markdown(failures or {}))
     tab.to_csv(csv, index=False)
     return md, csv

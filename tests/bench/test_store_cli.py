@@ -131,3 +131,19 @@ def test_cli_run_report_reproduce(tmp_path, capsys):
     assert (tmp_path / "plots").is_dir() and list((tmp_path / "plots").glob("*.png"))
     assert cli.main(["reproduce"] + argv) == 0
     assert capsys.readouterr().out.count("identical bits") == 2
+
+
+def test_a_failing_cell_is_recorded_and_skipped_not_fatal(tmp_path):
+    store = Store(tmp_path)
+    good = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", [{"learning_rate": 0.1}], [0, 1], 20, 10)
+    bad = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", [{"learning_rate": 0.1}], [0, 1], 25, 10)
+    out = run_cells([bad, good], store, progress=False, workers=1)
+    assert out.ran == 1 and len(out.failed) == 1
+    assert "multiple of log_every" in out.failed[0][1]
+    assert spec_of(bad).key in store.failures()
+    again = run_cells([bad, good], store, progress=False, workers=1)
+    assert again.reused == 1 and again.skipped_failed == 1 and not again.failed
+    from bench.reports import leaderboard
+
+    md, _ = leaderboard.write(store.load_all(), tmp_path, store.failures())
+    assert "## Cells without results" in md.read_text()
