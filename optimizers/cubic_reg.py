@@ -49,7 +49,7 @@ from jax.flatten_util import ravel_pytree
 
 from optimizers.base import OracleCounts
 from optimizers.cubic_subproblem import solve_cubic_eig
-from optimizers.linalg import lanczos, tridiag_eigh
+from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
 
 # sigma never grows past this (in units of the user's sigma_0 it is 2^50): keeps float32 finite
 # when f(x + s) - f(x) is pure round-off near a minimizer and every step is "unsuccessful".
@@ -86,16 +86,10 @@ def cubic_step(value_fn, params, grads, sigma, k: int):
     Returns ``(s, model, extras)`` with ``s`` the flat step, ``model = m(s) - f(x)`` and
     ``extras`` a dict with the Lanczos result, the reduced solution and ``b``.
     """
-    x, unravel = ravel_pytree(params)
+    matvec, x, _ = flat_hvp(value_fn, params)
     g, _ = ravel_pytree(grads)
     dtype = x.dtype
     g = g.astype(dtype)
-
-    def f_flat(z):
-        return value_fn(unravel(z))
-
-    def matvec(v):
-        return jax.jvp(jax.grad(f_flat), (x,), (v.astype(dtype),))[1].astype(dtype)
 
     gnorm = jnp.linalg.norm(g)
     # same threshold as lanczos uses for a zero start vector

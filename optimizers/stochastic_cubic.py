@@ -46,6 +46,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optimizers.base import OracleCounts
+from optimizers.linalg import flat_hvp
 
 BRANCH_CAUCHY, BRANCH_SUBSOLVER, BRANCH_FINAL = 0, 1, 2
 
@@ -116,16 +117,10 @@ def scale_by_stochastic_cubic(
             raise ValueError("stochastic_cubic needs params and value_fn (update(..., value_fn=f))")
         if key is None:
             key = jax.random.fold_in(jax.random.key(seed), state.count)
-        x, unravel = ravel_pytree(params)
+        B, x, unravel = flat_hvp(value_fn, params)  # mini-batch HVPs, v -> H v on flat vectors
         dtype = x.dtype
         g = ravel_pytree(updates)[0].astype(dtype)
         n = x.shape[0]
-
-        def f_flat(z):
-            return value_fn(unravel(z))
-
-        def B(v):
-            return jax.jvp(jax.grad(f_flat), (x,), (v.astype(dtype),))[1].astype(dtype)
 
         L = jnp.asarray(l, dtype)
         r = jnp.asarray(rho, dtype)

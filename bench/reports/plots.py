@@ -39,7 +39,7 @@ def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """One PNG per problem: gap vs steps and gap vs gradient+HVP calls."""
+    """One PNG per problem: median gap (IQR band) vs steps, and median gap vs gradient+HVP calls."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = selected_curves(df)
@@ -49,13 +49,22 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
         order = sorted(g["optimizer"].unique())
         palette = dict(zip(order, sns.color_palette("tab20", len(order))))
-        for ax, x, label in ((axes[0], "step", "step"), (axes[1], "oracle_cost", "gradients + HVPs")):
-            sns.lineplot(data=g, x=x, y="gap", hue="optimizer", hue_order=order, palette=palette,
-                         estimator="median", errorbar=("pi", 50), ax=ax, legend=ax is axes[1])
+        stats = (g.groupby(["optimizer", "step"])
+                 .agg(gap=("gap", "median"), lo=("gap", lambda v: v.quantile(0.25)),
+                      hi=("gap", lambda v: v.quantile(0.75)), cost=("oracle_cost", "median"))
+                 .reset_index())
+        for opt in order:
+            d = stats[stats["optimizer"] == opt]
+            color = palette[opt]
+            axes[0].plot(d["step"], d["gap"], color=color, lw=1.5, label=opt)
+            axes[0].fill_between(d["step"], d["lo"], d["hi"], color=color, alpha=0.15, lw=0)
+            # against the median oracle cost at each logged step (gradients + HVPs spent so far)
+            axes[1].plot(np.maximum(d["cost"], 1), d["gap"], color=color, lw=1.5, label=opt)
+        for ax in axes:
             ax.set_yscale("log")
-            ax.set_xlabel(label)
-            if x == "oracle_cost":
-                ax.set_xscale("symlog", linthresh=10)
+        axes[0].set_xlabel("step")
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("gradients + HVPs (median over runs)")
         has_star = g["f_star"].notna().any()
         axes[0].set_ylabel("loss - f*" if has_star else "loss - best seen")
         target_gap = float(g["f_target"].iloc[0] - (g["f_star"].iloc[0] if has_star else g["loss"].min()))
