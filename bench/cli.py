@@ -224,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
     pf.add_argument("--seeds", default="1,8,32")
     pf.add_argument("--steps", type=int, default=2000)
     pf.add_argument("--dim", type=int, default=20)
-    pf.add_argument("--repeats", type=int, default=3)
+    pf.add_argument("--repeats", type=int, default=7)
     return ap
 
 
