@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 60
+	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
 	$(PY) -m bench report --suite $(SUITE)
 
 test: $(STAMP)
