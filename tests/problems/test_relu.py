@@ -129,14 +129,19 @@ def test_population_gradient_against_finite_differences_float64_reference():
     np.testing.assert_allclose(grad, fd, atol=2e-4, rtol=1e-3)
 
 
+def assert_unbiased(prob, init_seed, loss_seed, draws=4000):
+    """Mean of ``draws`` mini-batch losses at one init is within Z standard errors of full_loss."""
+    params = jax.jit(prob.init)(jax.random.key(init_seed))
+    keys = jax.random.split(jax.random.key(loss_seed), draws)
+    samples = np.asarray(jax.jit(jax.vmap(prob.loss, (None, 0)))(params, keys), np.float64)
+    se = samples.std() / math.sqrt(samples.size)
+    assert abs(samples.mean() - float(jax.jit(prob.full_loss)(params))) < Z * se
+
+
 def test_teacher_minibatch_loss_is_unbiased():
     prob = problems.get("relu_teacher", k=5, batch_size=64)
     assert prob.stochastic
-    params = jax.jit(prob.init)(jax.random.key(0))
-    samples = jax.jit(jax.vmap(prob.loss, (None, 0)))(params, jax.random.split(jax.random.key(1), 4000))
-    samples = np.asarray(samples, np.float64)
-    se = samples.std() / math.sqrt(samples.size)
-    assert abs(samples.mean() - float(jax.jit(prob.full_loss)(params))) < Z * se
+    assert_unbiased(prob, init_seed=0, loss_seed=1)
 
 
 def test_teacher_init_is_xavier_and_vmappable():
@@ -215,11 +220,7 @@ def test_mlp_digits_shape_and_minibatch_unbiased():
     x, y, n_classes = load_dataset("digits")
     assert x.shape == (1797, 64) and n_classes == 10 and set(np.unique(y)) == set(range(10))
     prob = problems.get("relu_mlp", dataset="iris", batch_size=16)
-    params = jax.jit(prob.init)(jax.random.key(2))
-    samples = jax.jit(jax.vmap(prob.loss, (None, 0)))(params, jax.random.split(jax.random.key(3), 4000))
-    samples = np.asarray(samples, np.float64)
-    se = samples.std() / math.sqrt(samples.size)
-    assert abs(samples.mean() - float(jax.jit(prob.full_loss)(params))) < Z * se
+    assert_unbiased(prob, init_seed=2, loss_seed=3)
 
 
 def test_mlp_bad_parameters_raise():
