@@ -364,3 +364,56 @@ def test_lbfgs_counts_every_value_fn_evaluation():
     jax.effects_barrier()
     n = int(optimizers.oracle_counts(state)["values"])
     assert n == len(calls) > 15
+
+
+def test_lbfgs_line_search_stops_at_its_cap():
+    """With max_linesearch_steps = 2, no step spends more than 2 line-search evaluations."""
+    tx = optimizers.get("lbfgs", max_linesearch_steps=2)
+    x = jnp.array([-1.2, 1.0, -1.2, 1.0, -1.2])
+    state = tx.init(x)
+    step = jax.jit(lambda s, x: tx.update(jax.grad(_rosenbrock_nd)(x), s, x, value=_rosenbrock_nd(x),
+                                          value_fn=_rosenbrock_nd, key=jax.random.key(0)))
+    before = 0
+    for _ in range(40):
+        u, state = step(state, x)
+        x = optax.apply_updates(x, u)
+        n = int(optimizers.oracle_counts(state)["values"])
+        assert 1 <= n - before <= 2
+        before = n
+    assert float(_rosenbrock_nd(x)) < float(_rosenbrock_nd(jnp.array([-1.2, 1.0, -1.2, 1.0, -1.2])))
+
+
+_LBFGS_HANG = """
+import jax, numpy as np
+from bench import runner
+prog = runner.build_program(runner.problems.get("spin_glass(p=3,n=30)"), "lbfgs",
+                            {"memory_size": 10, "max_linesearch_steps": 20}, 150, 10)
+grid = runner.hparam_grid("lbfgs", None)
+hp = {k: np.full(1, grid.points[0][k], np.float32) for k in grid.traced_names}
+out = jax.jit(prog)(hp, np.asarray([9], np.uint32))  # XLA's default options, not the runner's
+print(float(np.asarray(out["loss"])[0, 0, -1]))
+"""
+
+
+def test_lbfgs_line_search_ends_where_optax_zoom_looped_forever(tmp_path):
+    """Regression: L-BFGS on spin_glass(p=3,n=30), seed 9, 150 steps in one compiled scan.
+
+    With optax's own zoom line search this program never returned on jaxlib 0.10.2's CPU
+    backend at the default XLA optimization level (the loop's ``failed`` flag stayed False
+    past ``max_linesearch_steps``). Run in a child process so that a regression is a failure
+    after 300 s, not a hung test session. Reference: the same 150 steps jitted one at a time
+    (a Python loop, which never hung) stall at a local minimum with H = -1.562079 and gradient
+    norm ~1e-6 from step ~110 on; float32 loss values there jitter by ~1e-6, so 1e-4 is ample.
+    """
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", _LBFGS_HANG], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    final = float(out.stdout.strip().splitlines()[-1])
+    assert abs(final - -1.562079) < 1e-4
