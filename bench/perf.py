@@ -7,7 +7,11 @@ On the same problem, optimizer and step count it times, per run (one seed's traj
 * ``runner``: ``bench.run_cell`` end to end with its program already compiled (logging every
   ``log_every`` steps, oracle counts, target tracking, end-point Hessian eigenvalues, DataFrame);
   ``program`` is the same without the Python around it (the compiled call alone);
-* ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all.
+* ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all, compiled
+  as users compile it (``jax.jit``, XLA's default options, no unrolling);
+* ``tuned floor``: the same program with the runner's two tunings (``runner.step_unroll`` steps
+  per loop iteration, ``runner.compiler_options()``), so ``runner / tuned floor`` is what the
+  logging and bookkeeping alone cost.
 
 Every figure is the best of ``repeats`` timed calls after a warm-up call, so compile time is
 excluded everywhere (it is reported apart). Ratios: hand/runner (the speed-up users get) and
@@ -59,8 +63,11 @@ def hand_loop(problem, learning_rate: float, steps: int, seeds: list[int]):
     return run
 
 
-def floor_program(problem, learning_rate: float, steps: int, seeds: list[int]):
-    """Minimal ``jit(vmap(scan))``: the fastest this computation runs with nothing logged."""
+def floor_program(problem, learning_rate: float, steps: int, seeds: list[int], tuned: bool = False):
+    """Minimal ``jit(vmap(scan))``: the fastest this computation runs with nothing logged.
+
+    ``tuned``: unroll and compile it as the runner does its own programs.
+    """
     tx = optax.adam(learning_rate)
 
     def one(key):
@@ -73,11 +80,12 @@ def floor_program(problem, learning_rate: float, steps: int, seeds: list[int]):
             updates, state = tx.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), None
 
-        (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
+        unroll = runner.step_unroll("adam") if tuned else 1
+        (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps, unroll=unroll)
         return params
 
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    compiled = jax.jit(jax.vmap(one)).lower(keys).compile()
+    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(runner.compiler_options() if tuned else None)
     return lambda: jax.block_until_ready(compiled(keys))
 
 
@@ -102,15 +110,18 @@ def measure(seeds: int, steps: int = 2000, dim: int = 20, repeats: int = 3, log_
     t_program = min(program_times[1:])
     t_hand = _best(hand_loop(problem, learning_rate, steps, seed_list), max(1, repeats - 1))
     t_floor = _best(floor_program(problem, learning_rate, steps, seed_list), repeats)
+    t_tuned = _best(floor_program(problem, learning_rate, steps, seed_list, tuned=True), repeats)
     return {
         "seeds": seeds,
         "hand_per_run_s": t_hand / seeds,
         "runner_per_run_s": t_runner / seeds,
         "program_per_run_s": t_program / seeds,
         "floor_per_run_s": t_floor / seeds,
+        "tuned_floor_per_run_s": t_tuned / seeds,
         "hand_over_runner": t_hand / t_runner,
         "runner_over_floor": t_runner / t_floor,
         "program_over_floor": t_program / t_floor,
+        "runner_over_tuned_floor": t_runner / t_tuned,
         "runner_compile_s": compile_s,
         "runner_first_call_s": first_call,
     }
@@ -121,14 +132,15 @@ def main(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -
     print(f"Adam (lr 1e-2) on rosenbrock(dim={dim}), {steps} steps, log_every 10; "
           f"backend {jax.default_backend()} ({dev.device_kind}), jax {jax.__version__}; best of {repeats}.")
     print()
-    print("| seeds | hand loop s/run | runner s/run | program s/run | floor s/run | hand / runner "
-          "| runner / floor | program / floor | runner compile s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| seeds | hand loop s/run | runner s/run | program s/run | floor s/run | tuned floor s/run "
+          "| hand / runner | runner / floor | program / floor | runner / tuned floor | runner compile s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for s in seeds:
         r = measure(s, steps=steps, dim=dim, repeats=repeats)
         rows.append(r)
         print(f"| {s} | {r['hand_per_run_s']:.4g} | {r['runner_per_run_s']:.3g} | {r['program_per_run_s']:.3g} "
-              f"| {r['floor_per_run_s']:.3g} | {r['hand_over_runner']:.0f}x | {r['runner_over_floor']:.2f}x "
-              f"| {r['program_over_floor']:.2f}x | {r['runner_compile_s']:.2f} |", flush=True)
+              f"| {r['floor_per_run_s']:.3g} | {r['tuned_floor_per_run_s']:.3g} | {r['hand_over_runner']:.0f}x "
+              f"| {r['runner_over_floor']:.2f}x | {r['program_over_floor']:.2f}x "
+              f"| {r['runner_over_tuned_floor']:.2f}x | {r['runner_compile_s']:.2f} |", flush=True)
     return rows
