@@ -10,7 +10,7 @@ On the same problem, optimizer and step count it times, per run (one seed's traj
 * ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all, compiled
   as users compile it (``jax.jit``, XLA's default options, no unrolling);
 * ``tuned floor``: the same program with the runner's two tunings (``runner.step_unroll`` steps
-  per loop iteration, ``runner.compiler_options()``), so ``runner / tuned floor`` is what the
+  per loop iteration, ``runner.compiler_options("adam")``), so ``runner / tuned floor`` is what the
   logging and bookkeeping alone cost.
 
 Every figure is the best of ``repeats`` timed calls after a warm-up call, so compile time is
@@ -85,7 +85,7 @@ def floor_program(problem, learning_rate: float, steps: int, seeds: list[int], t
         return params
 
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(runner.compiler_options() if tuned else None)
+    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(runner.compiler_options("adam") if tuned else None)
     return lambda: jax.block_until_ready(compiled(keys))
 
 

@@ -112,28 +112,41 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
+def _first_order(optimizer: str) -> bool:
+    sp = optimizers.spec(optimizer)
+    return not (sp.needs_hvp or sp.needs_value_fn)
+
+
 def step_unroll(optimizer: str) -> int:
     """Steps per iteration of the inner ``lax.scan``: 2 for first-order methods, else 1.
 
     A first-order step is a handful of small kernels, so the loop's own per-iteration work
     (carry copies, the trip-count test) is a visible share of it: unrolling by 2 cut Adam on
-    rosenbrock(dim=20) at 32 seeds from ~6.3 to ~4.5 ms per 2000 steps on a 2-core CPU. A
-    second-order step is dominated by its own inner loops (Lanczos, CG, line search), where
-    unrolling only adds compile time.
+    rosenbrock(dim=20) at 32 seeds by 10-15% on a 2-core CPU. A second-order step is dominated
+    by its own inner loops (Lanczos, CG, line search), where unrolling only adds compile time.
     """
-    sp = optimizers.spec(optimizer)
-    return 1 if (sp.needs_hvp or sp.needs_value_fn) else 2
+    return 2 if _first_order(optimizer) else 1
 
 
-def compiler_options() -> dict[str, Any]:
-    """XLA options for the runner's programs: on the CPU, backend optimization level 1.
+def compiler_options(optimizer: str | None = None) -> dict[str, Any]:
+    """XLA options for the runner's programs on the CPU; accelerator backends keep their defaults.
 
-    Measured on the quick suite's programs (2-core x86 CPU, jaxlib 0.10.2): level 1 compiles
-    20-40% faster than the default and runs as fast; level 0 compiles faster still but runs
-    3-8x slower. The default level also miscompiled optax's zoom line search inside a scan
-    (see ``optimizers.lbfgs``). Accelerator backends keep their defaults.
+    Measured on the quick suite's programs (2-core x86 CPU, jaxlib 0.10.2), against XLA's
+    defaults. Every program: backend optimization level 1 compiles 20-40% faster and runs as
+    fast (level 0 compiles faster still but runs 3-8x slower); the default level also
+    miscompiled optax's zoom line search inside a scan (see ``optimizers.lbfgs``).
+    Second-order programs (and the landscape program, ``optimizer=None``) also use the classic
+    elemental emitters (``xla_cpu_use_fusion_emitters=False``): another 30-40% off their
+    compile time (3-9 s each), run time within noise, as their steps are HVP-bound. First-order
+    programs keep the newer fusion emitters, whose tight loops run up to 2x faster (Adam on
+    rosenbrock(dim=20): 3.5 vs 6 ms per 2000 steps at 32 seeds). The options are a function of
+    the optimizer alone, so a cell's numbers stay a function of its spec.
     """
-    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+    if jax.default_backend() != "cpu":
+        return {}
+    if optimizer is not None and _first_order(optimizer):
+        return {"xla_backend_optimization_level": 1}
+    return {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
 def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
@@ -166,14 +179,13 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
         params = _cast(problem.init(k_init), fdtype)
         state = tx.init(params)
         state = state._replace(hyperparams={**state.hyperparams, **hp})
-        f0, g0 = measure(params)
-        blowup = f0 + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f0))
         no = jnp.int32(-1)
-        # tracking: first step at target (-1: never), its oracle counts, first diverged step
-        track0 = (jnp.where(f0 <= target, 0, no), jnp.zeros(3, jnp.int32), jnp.where(jnp.isfinite(f0), no, 0))
+        # tracking: first step at target (-1: never), its oracle counts, first diverged step,
+        # and the divergence threshold (set from the loss at step 0)
+        track0 = (no, jnp.zeros(3, jnp.int32), no, jnp.zeros((), fdtype))
 
         def step(carry, t):
-            params, state, (hit, hit_counts, bad) = carry
+            params, state, (hit, hit_counts, bad, blowup) = carry
             key = jax.random.fold_in(k_run, t)
             k_loss, k_opt = jax.random.split(key)
 
@@ -189,26 +201,31 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
             bad = jnp.where((bad < 0) & is_bad, t, bad)
             updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
             params = problem.retract(optax.apply_updates(params, updates))
-            return (params, state, (hit, hit_counts, bad)), None
+            return (params, state, (hit, hit_counts, bad, blowup)), None
+
+        def steps_of(i, carry):
+            carry, _ = jax.lax.scan(step, carry, i * log_every + jnp.arange(log_every), unroll=unroll)
+            return carry
 
         def interval(carry, i):
-            carry, _ = jax.lax.scan(step, carry, i * log_every + jnp.arange(log_every), unroll=unroll)
-            params, state, (hit, hit_counts, bad) = carry
-            t = (i + 1) * log_every
+            # measure the full loss at t = i * log_every, then run the interval's steps (none
+            # after the last measurement): one copy of the measurement in the program
+            params, state, (hit, hit_counts, bad, blowup) = carry
+            t = i * log_every
             f, g = measure(params)
-            if not exact_values:  # stochastic loss: check the full loss at log resolution
-                now = (hit < 0) & (f <= target)
-                hit = jnp.where(now, t, hit)
-                hit_counts = jnp.where(now, counts(state, t), hit_counts)
+            blowup = jnp.where(i == 0, f + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f)), blowup)
+            now = (hit < 0) & (f <= target)  # stochastic losses: the target at log resolution
+            hit = jnp.where(now, t, hit)
+            hit_counts = jnp.where(now, counts(state, t), hit_counts)
             bad = jnp.where((bad < 0) & ~(jnp.isfinite(f) & (f <= blowup)), t, bad)
-            return (params, state, (hit, hit_counts, bad)), (f, g, counts(state, t))
+            logged = (f, g, counts(state, t))
+            carry = (params, state, (hit, hit_counts, bad, blowup))
+            carry = jax.lax.cond(i < n_logs, steps_of, lambda i, c: c, i, carry)
+            return carry, logged
 
         carry = (params, state, track0)
-        carry, (fs, gs, cs) = jax.lax.scan(interval, carry, jnp.arange(n_logs))
-        params, state, (hit, hit_counts, bad) = carry
-        fs = jnp.concatenate([f0[None], fs])
-        gs = jnp.concatenate([g0[None], gs])
-        cs = jnp.concatenate([counts(state, 0)[None] * 0, cs])
+        carry, (fs, gs, cs) = jax.lax.scan(interval, carry, jnp.arange(n_logs + 1))
+        params, state, (hit, hit_counts, bad, _) = carry
         return {
             "loss": fs, "grad_norm": gs, "counts": cs, "hit_step": hit, "hit_counts": hit_counts,
             "diverged_step": bad, "params": params,
@@ -234,7 +251,7 @@ def _compiled(problem, optimizer, grid: Grid, steps, log_every, dtype, hp_arrays
         return _COMPILED[cache_key], 0.0, True
     program = build_program(problem, optimizer, grid.static, steps, log_every, dtype)
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(hp_arrays, keys).compile(compiler_options())
+    compiled = jax.jit(program).lower(hp_arrays, keys).compile(compiler_options(optimizer))
     compile_s = time.perf_counter() - t0
     _COMPILED[cache_key] = compiled
     return compiled, compile_s, False
@@ -470,6 +487,6 @@ RUN_COLUMNS = [
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run (hyperparameter point x seed) from a ``run_cell`` frame."""
     hp_cols = [c for c in df.columns if c.startswith("hp_") and c != "hp_index"]
-    last = df.sort_values("step").groupby(["problem", "optimizer", "hp_index", "seed"], sort=True).tail(1)
     cols = [c for c in RUN_COLUMNS if c in df.columns] + hp_cols
-    return last[cols].sort_values(["problem", "optimizer", "hp_index", "seed"]).reset_index(drop=True)
+    last = df.loc[df["step"].to_numpy() == df["steps"].to_numpy(), cols]  # every run logs its last step
+    return last.sort_values(["problem", "optimizer", "hp_index", "seed"]).reset_index(drop=True)

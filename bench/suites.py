@@ -102,7 +102,7 @@ SUITES: dict[str, Suite] = {
                 Entry("matrix_factorization(n=10,rank=2)", 500, 10),
                 Entry("deep_linear(depth=3,width=4,d_in=4,d_out=4,n_samples=32,teacher_rank=2)", 500, 10),
                 Entry("relu_teacher(k=6,batch_size=32)", 500, 10),
-                Entry("relu_mlp(dataset='digits',width=16,depth=1,batch_size=64)", 500, 10),
+                Entry("relu_mlp(dataset='digits',width=16,depth=1,batch_size=64)", 500, 25),
                 Entry("spin_glass(p=3,n=30)", 300, 10),
             ),
             seeds=16,

@@ -25,12 +25,11 @@ def _slug(name: str) -> str:
 def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
     """The logged rows of each optimizer's selected point on its held-out seeds."""
     chosen = selection(summarize(df))
-    parts = []
-    for (problem, optimizer, steps), (best, held, _) in chosen.items():
-        m = ((df["problem"] == problem) & (df["optimizer"] == optimizer) & (df["steps"] == steps)
-             & (df["hp_index"] == best) & df["seed"].isin(held))
-        parts.append(df[m])
-    out = pd.concat(parts, ignore_index=True)
+    keys = ["problem", "optimizer", "steps", "hp_index", "seed"]
+    wanted = pd.MultiIndex.from_tuples(
+        [(problem, optimizer, steps, best, seed)
+         for (problem, optimizer, steps), (best, held, _) in chosen.items() for seed in held], names=keys)
+    out = df[pd.MultiIndex.from_frame(df[keys]).isin(wanted)].reset_index(drop=True)
     floor = 1e-12
     gap = out["loss"] - out["f_star"].fillna(out.groupby("problem")["loss"].transform("min"))
     out["gap"] = np.maximum(gap.to_numpy(), floor)
@@ -45,14 +44,13 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
     curves = selected_curves(df)
     paths = []
     sns.set_theme(style="whitegrid", context="notebook")
-    for problem, g in curves.groupby("problem"):
+    for problem, g in curves.groupby("problem", observed=True):
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
         order = sorted(g["optimizer"].unique())
         palette = dict(zip(order, sns.color_palette("tab20", len(order))))
-        stats = (g.groupby(["optimizer", "step"])
-                 .agg(gap=("gap", "median"), lo=("gap", lambda v: v.quantile(0.25)),
-                      hi=("gap", lambda v: v.quantile(0.75)), cost=("oracle_cost", "median"))
-                 .reset_index())
+        by = g.groupby(["optimizer", "step"], observed=True)
+        stats = pd.DataFrame({"gap": by["gap"].median(), "lo": by["gap"].quantile(0.25),
+                              "hi": by["gap"].quantile(0.75), "cost": by["oracle_cost"].median()}).reset_index()
         for opt in order:
             d = stats[stats["optimizer"] == opt]
             color = palette[opt]
