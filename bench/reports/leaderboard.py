@@ -24,6 +24,8 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+import optimizers
+
 from bench.runner import STATUSES, summarize
 
 STATUS_ABBREV = {
@@ -136,14 +138,22 @@ def _fmt_num(x: float, digits: int = 3) -> str:
 
 
 def _hp_text(row: pd.Series) -> str:
+    """The learning rate, and every other hyperparameter that differs from its registered default."""
     keys = [c for c in row.index if c.startswith("hp_") and c not in ("hp_index",)]
+    try:
+        defaults = optimizers.spec(row["optimizer"]).defaults
+    except KeyError:  # a stored cell of an optimizer no longer registered
+        defaults = {}
     parts = []
     for c in keys:
         v = row[c]
-        if isinstance(v, float) and math.isnan(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
-        if c == "hp_learning_rate":
+        name = c[len("hp_"):]
+        if name == "learning_rate":
             parts.insert(0, f"lr={v:.3g}")
+        elif name in defaults and v != defaults[name]:
+            parts.append(f"{name}={v:.3g}" if isinstance(v, float) else f"{name}={v}")
     return ", ".join(parts) if parts else "defaults"
 
 

@@ -50,3 +50,20 @@ def test_single_point_reports_every_seed_with_iqr():
     assert row["runs"] == 4 and row["success"] == 1.0
     assert row["steps_median"] == 25 and row["steps_q25"] == 17.5 and row["steps_q75"] == 32.5
     assert row["selection"] == "single point"
+
+
+def test_hyperparameter_text_names_the_rate_and_every_non_default():
+    row = pd.Series({"optimizer": "stochastic_cubic", "hp_index": 0, "hp_learning_rate": 0.0595,
+                     "hp_T_sub": 20, "hp_T_final": 50, "hp_rho": 1.0, "hp_eps": np.nan})
+    assert leaderboard._hp_text(row) == "lr=0.0595, T_sub=20"
+    assert leaderboard._hp_text(pd.Series({"optimizer": "newton", "hp_index": 0})) == "defaults"
+
+
+def test_suite_overrides_fix_hyperparameters_in_every_grid_point():
+    from bench import suites
+
+    cells = [c for c in suites.get("quick").cells() if c.optimizer == "stochastic_cubic"]
+    assert cells and all(p["T_sub"] == 20 and p["T_final"] == 20 for c in cells for p in c.hparams)
+    assert len({p["learning_rate"] for p in cells[0].hparams}) == 5
+    with pytest.raises(TypeError, match="unknown hyperparameter"):
+        suites.grid_points("stochastic_cubic", "lr5", {"T_subb": 20})
