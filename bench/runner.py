@@ -1,7 +1,8 @@
 """One compiled XLA program per (problem, optimizer) cell.
 
 The program is ``vmap`` (hyperparameter points) of ``vmap`` (seeds) of a ``lax.scan`` over
-log intervals, each a ``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are
+log points: each measures the full loss and gradient norm, then (but after the last) runs a
+``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are
 traced arrays in the optimizer state (``optax.inject_hyperparams``), so a sweep of 100 learning
 rates and 128 seeds is one compile. Compilation is done ahead of time
 (``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
@@ -157,6 +158,7 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
     them, step 0 included) the full loss, full-gradient norm and cumulative oracle counts; per
     run the first step at the target, the oracle counts spent to get there, the first step of
     divergence, and the end point's parameters (see ``end_point_eigenvalues``).
+    ``unroll``: steps per iteration of the step scan (default ``step_unroll(optimizer)``).
     """
     tx = optimizers.get(optimizer, **static)
     unroll = step_unroll(optimizer) if unroll is None else unroll
