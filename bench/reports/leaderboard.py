@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 import optimizers
-
 from bench.runner import STATUSES, summarize
 
 STATUS_ABBREV = {
