@@ -14,6 +14,7 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 from optax._src import linesearch as _optax_linesearch  # zoom_linesearch: optax's zoom iterations
 
@@ -60,7 +61,10 @@ def scale_by_capped_zoom_linesearch(max_linesearch_steps: int = 20, slope_rtol: 
             functools.partial(step_ls, value_and_grad_fn=jax.value_and_grad(value_fn), fn_kwargs=extra_args),
             s0,
         )
-        cut = ~(final.done | final.failed) & (final.safe_stepsize > 0.0)
+        # optax's fallback for a failed search: the safe step if one was found (or if the last
+        # trial left the domain: then the safe step is 0), else the last trial step
+        outside = jnp.isinf(final.decrease_error)
+        cut = ~(final.done | final.failed) & ((final.safe_stepsize > 0.0) | outside)
         stepsize, value, grad = optax.tree.where(
             cut, [final.safe_stepsize, final.safe_value, final.safe_grad], [final.stepsize, final.value, final.grad]
         )
