@@ -5,11 +5,28 @@
     p = problems.get("spin_glass", p=3, n=100, instance=0)
     p.full_loss(p.init(jax.random.key(0)))
 
+Cheap look-ups that build nothing (no data set, coupling tensor or reference value):
+
+    problems.canonical_name("spin_glass", n=300)       # == problems.get("spin_glass", n=300).name
+    problems.family("spin_glass").defaults             # {"p": 3, "n": 100, "instance": 0}
+    problems.family("spin_glass").description          # one line, from the factory's docstring
+
 Adding a problem: write one file with a factory returning ``problems.base.make(...)`` and add
 one ``register`` line below; the shared tests in ``tests/problems`` then check it.
 """
 
-from problems.base import Family, Problem, Reference, Saddle, family, get, names, parse_name, register
+from problems.base import (
+    Family,
+    Problem,
+    Reference,
+    Saddle,
+    canonical_name,
+    family,
+    get,
+    names,
+    parse_name,
+    register,
+)
 from problems.rosenbrock import rosenbrock
 from problems.strict_saddle import strict_saddle
 
@@ -40,4 +57,15 @@ register("relu_teacher", relu_teacher)
 register("relu_mlp", relu_mlp)
 register("spin_glass", spin_glass)
 
-__all__ = ["Family", "Problem", "Reference", "Saddle", "family", "get", "names", "parse_name", "register"]
+__all__ = [
+    "Family",
+    "Problem",
+    "Reference",
+    "Saddle",
+    "canonical_name",
+    "family",
+    "get",
+    "names",
+    "parse_name",
+    "register",
+]

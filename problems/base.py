@@ -5,6 +5,13 @@ A problem is a bundle of pure functions over a parameter pytree (``init``, ``los
 registered with a factory and its default parameters; ``get`` builds an instance and names
 it canonically, so ``get(p.name)`` rebuilds the same problem (and returns the same cached
 object, whose jitted functions are then reused rather than recompiled).
+
+Building can be expensive (data sets, coupling tensors, reference values), so what only needs
+the registry is answered without building: ``canonical_name`` (the ``name`` that ``get`` would
+give) and ``family`` (a family's defaults and one-line description).
+
+Helpers shared by the factories: ``relative_target`` (the suite's rule for ``f_target``) and
+``uniform_box_init``.
 """
 
 from __future__ import annotations
@@ -102,6 +109,15 @@ def deterministic(full_loss: Callable[[Params], Scalar]) -> Callable[[Params, ja
 
 @dataclasses.dataclass(frozen=True)
 class Family:
+    """A registered problem family, as ``family(name)`` returns it; building nothing.
+
+    Attributes:
+      name: the registered name.
+      factory: keyword parameters -> ``Problem`` (called by ``get`` with every parameter).
+      defaults: parameter name -> default value, in the order canonical names spell them.
+      description: one line (the factory docstring's first line unless given at ``register``).
+    """
+
     name: str
     factory: Callable[..., Problem]
     defaults: Mapping[str, Any]
@@ -135,6 +151,10 @@ def names() -> list[str]:
 
 
 def family(name: str) -> Family:
+    """The registered family ``name`` (its defaults and description), without building anything.
+
+    Raises ``KeyError`` (listing the valid families) for an unknown name.
+    """
     if name not in _FAMILIES:
         raise KeyError(
             f"unknown problem {name!r}; valid problems: {', '.join(names())}"
@@ -195,12 +215,12 @@ def parse_name(spec: str) -> tuple[str, dict[str, Any]]:
     return fam, kwargs
 
 
-def get(name: str, **kwargs: Any) -> Problem:
-    """Build (or fetch from cache) a problem instance.
+def _resolve(name: str, kwargs: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """Parse ``name``, merge ``kwargs``, check and coerce them, fill in defaults.
 
-    ``name`` is a family (``"spin_glass"``) with parameters as keywords, or a canonical
-    name (``"spin_glass(p=3,n=100,instance=0)"``); keywords override parameters in the name.
-    Unknown families, unknown parameters and ill-typed values raise before anything runs.
+    Returns the family name and every parameter in the family's order: the key of ``_build``'s
+    cache and what the canonical name spells out. Only the registry is consulted (nothing is built),
+    so the errors here are those of bad names, unknown parameters and ill-typed values.
     """
     fam_name, parsed = parse_name(name)
     fam = family(fam_name)
@@ -213,18 +233,40 @@ def get(name: str, **kwargs: Any) -> Problem:
         )
     full = dict(fam.defaults)
     full.update({k: _coerce(fam, k, v) for k, v in parsed.items()})
-    return _build(fam_name, tuple(full.items()))
+    return fam_name, tuple(full.items())
+
+
+def _format_name(fam_name: str, items: tuple[tuple[str, Any], ...]) -> str:
+    return f"{fam_name}(" + ",".join(f"{k}={_fmt(v)}" for k, v in items) + ")"
+
+
+def canonical_name(name: str, **kwargs: Any) -> str:
+    """The canonical name ``get(name, **kwargs).name`` has, without building the problem.
+
+    Same arguments as ``get``, and the same errors for an unknown family (``KeyError``), an
+    unparsable name (``ValueError``), unknown parameters or ill-typed values (``TypeError``).
+    Constraints that only the factory checks (e.g. ``dim >= 1``) are not checked: ``get`` raises
+    those when it builds. Cheap: no data set, tensor or reference value is computed.
+    """
+    return _format_name(*_resolve(name, kwargs))
+
+
+def get(name: str, **kwargs: Any) -> Problem:
+    """Build (or fetch from cache) a problem instance.
+
+    ``name`` is a family (``"spin_glass"``) with parameters as keywords, or a canonical
+    name (``"spin_glass(p=3,n=100,instance=0)"``); keywords override parameters in the name.
+    Unknown families, unknown parameters and ill-typed values raise before anything runs.
+    """
+    return _build(*_resolve(name, kwargs))
 
 
 @functools.lru_cache(maxsize=256)
 def _build(fam_name: str, items: tuple[tuple[str, Any], ...]) -> Problem:
-    fam = _FAMILIES[fam_name]
-    full = dict(items)
-    canonical = f"{fam_name}(" + ",".join(f"{k}={_fmt(v)}" for k, v in full.items()) + ")"
-    prob = fam.factory(**full)
+    prob = _FAMILIES[fam_name].factory(**dict(items))
     if not isinstance(prob, Problem):
         raise TypeError(f"factory of {fam_name!r} returned {type(prob).__name__}, not Problem")
-    return dataclasses.replace(prob, name=canonical, family=fam_name, params=full)
+    return dataclasses.replace(prob, name=_format_name(fam_name, items), family=fam_name, params=dict(items))
 
 
 def make(
@@ -250,8 +292,29 @@ def make(
     )
 
 
+RELATIVE_TARGET_TAU = 1e-4
+
+
+def relative_target(f_star: float, f_ref: float, tau: float = RELATIVE_TARGET_TAU) -> float:
+    """The value that counts as solved: ``f_star + tau (f_ref - f_star)``.
+
+    A relative target in the style of More and Wild 2009 ("Benchmarking derivative-free
+    optimization algorithms", SIAM J. Optim. 20(1)), whose test f(x_0) - f(x) >= (1 - tau)
+    (f(x_0) - f_L) is f(x) <= f_L + tau (f(x_0) - f_L): solved once all but a fraction tau of the
+    drop from the reference value ``f_ref`` (here the value at the saddle the runs start from,
+    usually f(0)) to the optimum ``f_star`` is gone. Being relative, one tau means the same
+    accuracy at every scale of f. Stored results carry ``f_target`` and compare it bit for bit,
+    so keep this expression's order of operations.
+    """
+    return f_star + tau * (f_ref - f_star)
+
+
 def uniform_box_init(dim: int, low: float, high: float) -> Callable[[jax.Array], jax.Array]:
-    """Initializer drawing each coordinate uniformly from [low, high] (float32)."""
+    """Initializer drawing each coordinate uniformly from [low, high) (float32, shape (dim,)).
+
+    ``jax.random.uniform(key, (dim,), jnp.float32, low, high)``: the box inits of the saddle
+    families and Rosenbrock all draw exactly this.
+    """
 
     def init(key):
         return jax.random.uniform(key, (dim,), jnp.float32, low, high)

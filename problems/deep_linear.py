@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, relative_target
 
 INITS = ("gaussian", "orthogonal", "balanced", "aligned")
 
@@ -244,7 +244,7 @@ def deep_linear(
         loss=loss,
         reference=Reference(
             f_star=f_star,
-            f_target=f_star + 1e-4 * (saddle_value - f_star),
+            f_target=relative_target(f_star, saddle_value),
             source=(
                 "closed form (reduced-rank regression): f* = 1/2 (tr S_yy - sum_{i<=r} lambda_i(S_yx "
                 "S_xx^-1 S_xy)), r = min layer width, computed in float64 from the data; "

@@ -9,10 +9,9 @@ slowly at first. The textbook example of a saddle that is not strict (Ge et al. 
 From Saddle Points", Section 1; Jin et al. 2017).
 """
 
-import jax
 import jax.numpy as jnp
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, relative_target, uniform_box_init
 
 DEGENERATE_SADDLE_F_STAR = -27.0 / 256.0
 
@@ -27,16 +26,13 @@ def degenerate_saddle(init_radius: float = 1.0):
     if not init_radius > 0:
         raise ValueError(f"degenerate_saddle: init_radius must be > 0, got {init_radius}")
 
-    def init(key):
-        return jax.random.uniform(key, (2,), jnp.float32, -init_radius, init_radius)
-
     return make(
         dim=2,
-        init=init,
+        init=uniform_box_init(2, -init_radius, init_radius),
         full_loss=degenerate_saddle_value,
         reference=Reference(
             f_star=DEGENERATE_SADDLE_F_STAR,
-            f_target=DEGENERATE_SADDLE_F_STAR + 1e-4 * 27.0 / 256.0,
+            f_target=relative_target(DEGENERATE_SADDLE_F_STAR, 0.0),
             source=(
                 "closed form: minimum (0, -3/4), f* = -27/256; target f* + 1e-4 (f(0) - f*)"
             ),

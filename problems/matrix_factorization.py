@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, relative_target
 
 
 def matrix_factorization_factor(n: int, rank: int, instance: int) -> np.ndarray:
@@ -63,7 +63,7 @@ def matrix_factorization(n: int = 10, rank: int = 2, instance: int = 0, init_sca
         full_loss=functools.partial(matrix_factorization_value, target=target),
         reference=Reference(
             f_star=0.0,
-            f_target=1e-4 * saddle_value,
+            f_target=relative_target(0.0, saddle_value),
             source=(
                 "closed form: M* = U* U*^T has rank r, so f* = 0 at U = U* (Ge, Jin, Zheng 2017: "
                 "all local minima global); target 1e-4 f(0)"

@@ -10,10 +10,9 @@ A standard example of a saddle that second-order (Hessian) information cannot se
 (e.g. Anandkumar and Ge 2016, "Efficient approaches for escaping higher order saddle points").
 """
 
-import jax
 import jax.numpy as jnp
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, relative_target, uniform_box_init
 
 MONKEY_SADDLE_F_STAR = -27.0 / 256.0
 
@@ -23,29 +22,18 @@ def monkey_saddle_value(params):
     return x**3 - 3.0 * x * y**2 + (x**2 + y**2) ** 2
 
 
-def monkey_saddle_minima():
-    """The three global minima (3/4)(cos t, sin t), t = pi, +-pi/3, as a (3, 2) float32 array."""
-    r = 0.75
-    return jnp.asarray(
-        [[-r, 0.0], [r / 2, r * 3**0.5 / 2], [r / 2, -r * 3**0.5 / 2]], jnp.float32
-    )
-
-
 def monkey_saddle(init_radius: float = 1.0):
     """Bounded monkey saddle x^3 - 3xy^2 + (x^2+y^2)^2: degenerate saddle at 0, f* = -27/256."""
     if not init_radius > 0:
         raise ValueError(f"monkey_saddle: init_radius must be > 0, got {init_radius}")
 
-    def init(key):
-        return jax.random.uniform(key, (2,), jnp.float32, -init_radius, init_radius)
-
     return make(
         dim=2,
-        init=init,
+        init=uniform_box_init(2, -init_radius, init_radius),
         full_loss=monkey_saddle_value,
         reference=Reference(
             f_star=MONKEY_SADDLE_F_STAR,
-            f_target=MONKEY_SADDLE_F_STAR + 1e-4 * 27.0 / 256.0,
+            f_target=relative_target(MONKEY_SADDLE_F_STAR, 0.0),
             source=(
                 "closed form: f = r^3 cos 3t + r^4 is minimal at cos 3t = -1, r = 3/4, f* = -27/256; "
                 "target f* + 1e-4 (f(0) - f*)"

@@ -7,10 +7,9 @@ Global minimum f* = 0 at x = (1, ..., 1). For 4 <= n <= 7 there is one more loca
 curved valley is the classic plateau for first-order methods.
 """
 
-import jax
 import jax.numpy as jnp
 
-from problems.base import Reference, make
+from problems.base import Reference, make, uniform_box_init
 
 
 def rosenbrock_value(params):
@@ -25,12 +24,9 @@ def rosenbrock(dim: int = 2, init_low: float = -2.0, init_high: float = 2.0):
     if not init_low < init_high:
         raise ValueError(f"rosenbrock: need init_low < init_high, got {init_low}, {init_high}")
 
-    def init(key):
-        return jax.random.uniform(key, (dim,), jnp.float32, init_low, init_high)
-
     return make(
         dim=dim,
-        init=init,
+        init=uniform_box_init(dim, init_low, init_high),
         full_loss=rosenbrock_value,
         reference=Reference(
             f_star=0.0,

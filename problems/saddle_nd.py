@@ -20,10 +20,9 @@ small by default so that every run starts at the saddle and the benchmark measur
 
 import functools
 
-import jax
 import jax.numpy as jnp
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, relative_target, uniform_box_init
 
 
 def saddle_nd_curvatures(dim: int, index: int, neg_curvature: float, pos_curvature: float):
@@ -56,19 +55,15 @@ def saddle_nd(
         if not value > 0:
             raise ValueError(f"saddle_nd: {pname} must be > 0, got {value}")
     lam = saddle_nd_curvatures(dim, index, neg_curvature, pos_curvature)
-    drop = index * neg_curvature**2 / 4.0  # f(0) - f*
-    f_star = -drop
-
-    def init(key):
-        return jax.random.uniform(key, (dim,), jnp.float32, -init_radius, init_radius)
+    f_star = -index * neg_curvature**2 / 4.0
 
     return make(
         dim=dim,
-        init=init,
+        init=uniform_box_init(dim, -init_radius, init_radius),
         full_loss=functools.partial(saddle_nd_value, lam=lam),
         reference=Reference(
             f_star=f_star,
-            f_target=f_star + 1e-4 * drop,
+            f_target=relative_target(f_star, 0.0),
             source=(
                 "closed form: minima x_i = +-sqrt(neg_curvature) on the index negative directions, "
                 "f* = -index neg_curvature^2 / 4; target f* + 1e-4 (f(0) - f*)"

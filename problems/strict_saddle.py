@@ -6,10 +6,9 @@ x-axis (y = 0) converges to the saddle; any perturbation in y escapes it. A stan
 of Ge et al. 2015 and Jin et al. 2017.
 """
 
-import jax
 import jax.numpy as jnp
 
-from problems.base import Reference, Saddle, make
+from problems.base import Reference, Saddle, make, uniform_box_init
 
 
 def strict_saddle_value(params):
@@ -22,12 +21,9 @@ def strict_saddle(init_radius: float = 1.0):
     if not init_radius > 0:
         raise ValueError(f"strict_saddle: init_radius must be > 0, got {init_radius}")
 
-    def init(key):
-        return jax.random.uniform(key, (2,), jnp.float32, -init_radius, init_radius)
-
     return make(
         dim=2,
-        init=init,
+        init=uniform_box_init(2, -init_radius, init_radius),
         full_loss=strict_saddle_value,
         reference=Reference(
             f_star=-0.25,
