@@ -14,6 +14,7 @@ function (for line searches and Hessian-vector products), ``key`` a per-step PRN
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -59,6 +60,27 @@ def oracle_counts(state: Any) -> dict[str, jax.Array]:
         if isinstance(leaf, OracleCounts):
             total = total.add(leaf.values, leaf.grads, leaf.hvps)
     return total._asdict()
+
+
+def _and(words: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
+def require_update_args(optimizer: str, why: str, **args: Any) -> None:
+    """Raise a ValueError naming ``optimizer`` if one of the ``update`` arguments it needs is None.
+
+    ``args`` are the arguments ``update`` got, by name (``params``, ``value``, ``value_fn``);
+    ``why`` says what the optimizer uses them for. Called at trace time, so the check costs
+    nothing in the compiled program.
+    """
+    missing = [k for k, v in args.items() if v is None]
+    if missing:
+        call = "".join({"params": ", params", "value": ", value=loss_fn(params)",
+                        "value_fn": ", value_fn=loss_fn"}.get(k, f", {k}=...") for k in args)
+        raise ValueError(
+            f"{optimizer} needs {_and(list(args))} in update ({why}); missing: {_and(missing)}. "
+            f"Call tx.update(grads, state{call})"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +134,6 @@ _REGISTRY: dict[str, tuple[Spec, Callable[..., optax.GradientTransformation]]] =
 def register(
     name: str,
     factory: Callable[..., optax.GradientTransformation],
-    defaults: Mapping[str, Any],
     search_space: Mapping[str, Range] | None = None,
     *,
     static: Sequence[str] = (),
@@ -122,16 +143,27 @@ def register(
     reference: str = "",
     description: str = "",
 ) -> None:
-    """Register ``factory(**hparams) -> GradientTransformation`` under ``name``."""
+    """Register ``factory(**hparams) -> GradientTransformation`` under ``name``.
+
+    The factory's keyword defaults are the optimizer's defaults (``Spec.defaults``, in
+    signature order): every parameter of ``factory`` is a hyperparameter and needs a default.
+    """
     if name in _REGISTRY:
         raise ValueError(f"optimizer {name!r} is already registered")
+    defaults = {}
+    for pname, prm in inspect.signature(factory).parameters.items():
+        if prm.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"factory of optimizer {name!r}: takes {prm}; name every hyperparameter")
+        if prm.default is inspect.Parameter.empty:
+            raise TypeError(f"factory of optimizer {name!r}: parameter {pname!r} needs a default")
+        defaults[pname] = prm.default
     search_space = dict(search_space or {})
     bad = (set(search_space) | set(static)) - set(defaults)
     if bad:
         raise ValueError(f"optimizer {name!r}: {sorted(bad)} not among its defaults")
     spec = Spec(
         name=name,
-        defaults=dict(defaults),
+        defaults=defaults,
         search_space=search_space,
         static=tuple(static),
         needs_value_fn=needs_value_fn or needs_hvp,
@@ -200,3 +232,65 @@ def get(name: str, **hparams: Any) -> optax.GradientTransformationExtraArgs:
     return optax.inject_hyperparams(
         factory, static_args=sp.static, hyperparam_dtype=jnp.float32
     )(**traced)
+
+
+_INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
+
+
+def _is_injected(x: Any) -> bool:
+    return isinstance(x, _INJECTED)
+
+
+def set_hparams(state: Any, **hparams: Any) -> Any:
+    """``state`` with the given injected hyperparameters replaced, wherever the injected state sits.
+
+    Finds every ``optax.inject_hyperparams`` state in the pytree ``state`` (the state of an
+    ``optimizers.get`` optimizer itself, or one nested in ``optax.chain``, ``optax.MultiSteps``
+    and the like, or in another injected state's ``inner_state``) and sets each name in the one
+    whose ``hyperparams`` holds it. The values go in as given (no cast): pass float32 arrays of
+    shape () to keep the state's dtypes, e.g. lanes of a ``vmap``. For an optimizer from
+    ``optimizers.get`` this is ``state._replace(hyperparams={**state.hyperparams, **hparams})``.
+
+    Raises:
+      TypeError: a name is not an injected hyperparameter (static ones are not).
+      ValueError: ``state`` holds no injected hyperparameters (while ``hparams`` is not empty),
+        or a name is a hyperparameter of several injected states.
+    """
+    if not hparams:
+        return state
+    found: list[Any] = []
+
+    def collect(tree):
+        for node in jax.tree_util.tree_leaves(tree, is_leaf=_is_injected):
+            if _is_injected(node):
+                found.append(node)
+                collect(node.inner_state)
+
+    collect(state)
+    if not found:
+        raise ValueError(
+            f"set_hparams: no injected hyperparameters in the state (an optax.inject_hyperparams state, "
+            f"as optimizers.get builds) to set {sorted(hparams)} in"
+        )
+    holders = {k: sum(k in node.hyperparams for node in found) for k in hparams}
+    unknown = sorted(k for k, n in holders.items() if n == 0)
+    if unknown:
+        valid = sorted({k for node in found for k in node.hyperparams})
+        raise TypeError(
+            f"set_hparams: unknown hyperparameter(s) {unknown}; injected ones: {valid} "
+            "(static hyperparameters are fixed when the optimizer is built: pass them to optimizers.get)"
+        )
+    ambiguous = sorted(k for k, n in holders.items() if n > 1)
+    if ambiguous:
+        raise ValueError(f"set_hparams: hyperparameter(s) {ambiguous} are in several injected states")
+
+    def replace(node):
+        if not _is_injected(node):
+            return node
+        inner = node.inner_state
+        if any(map(_is_injected, jax.tree_util.tree_leaves(inner, is_leaf=_is_injected))):
+            node = node._replace(inner_state=jax.tree_util.tree_map(replace, inner, is_leaf=_is_injected))
+        mine = {k: v for k, v in hparams.items() if k in node.hyperparams}
+        return node._replace(hyperparams={**node.hyperparams, **mine}) if mine else node
+
+    return jax.tree_util.tree_map(replace, state, is_leaf=_is_injected)

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 from optimizers.cubic_subproblem import solve_cubic_eig
 from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
 
@@ -103,13 +103,14 @@ def cubic_step(value_fn, params, grads, sigma, k: int):
 
 
 def scale_by_cubic_reg(
-    sigma: float = 1.0,
-    learning_rate: float = 1.0,
-    sigma_min: float = 1e-8,
-    eta1: float = 0.1,
-    eta2: float = 0.9,
-    gamma: float = 2.0,
-    krylov_dim: int = 10,
+    *,
+    sigma: float,
+    learning_rate: float,
+    sigma_min: float,
+    eta1: float,
+    eta2: float,
+    gamma: float,
+    krylov_dim: int,
 ) -> optax.GradientTransformationExtraArgs:
     """Adaptive cubic regularization step (ARC); returns the update ``+s`` (already a descent step).
 
@@ -141,8 +142,8 @@ def scale_by_cubic_reg(
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
         del extra
-        if params is None or value_fn is None:
-            raise ValueError("cubic_reg needs params and value_fn (update(..., value_fn=f))")
+        require_update_args("cubic_reg", "Hessian-vector products and the trial value f(x + s)",
+                            params=params, value_fn=value_fn)
         x, unravel = ravel_pytree(params)
         dtype = x.dtype
         counts = state.counts

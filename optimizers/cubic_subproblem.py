@@ -54,11 +54,6 @@ def cubic_model(b, T, sigma, y):
     return b @ y + 0.5 * y @ (T @ y) + sigma / 3.0 * jnp.linalg.norm(y) ** 3
 
 
-def tridiag_to_dense(alphas, betas):
-    """The symmetric tridiagonal matrix with diagonal ``alphas`` and off-diagonal ``betas``."""
-    return jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
-
-
 def cauchy_step_length(gnorm, curv, sigma):
     """alpha >= 0 minimizing -alpha |g|^2 + alpha^2/2 g.Bg + sigma/3 alpha^3 |g|^3 (curv = g.Bg).
 
@@ -161,8 +156,3 @@ def solve_cubic_dense(T, b, sigma, iters: int = NEWTON_ITERS) -> CubicSolution:
     T = 0.5 * (T + T.T)
     theta, Q = jnp.linalg.eigh(T)
     return solve_cubic_eig(theta, Q, b, sigma, T=T, iters=iters)
-
-
-def solve_cubic_tridiag(alphas, betas, b, sigma, iters: int = NEWTON_ITERS) -> CubicSolution:
-    """Same as ``solve_cubic_dense`` for the Lanczos tridiagonal (diag ``alphas``, off-diag ``betas``)."""
-    return solve_cubic_dense(tridiag_to_dense(alphas, betas), b, sigma, iters=iters)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from optax._src import linesearch as _optax_linesearch  # zoom_linesearch: optax's zoom iterations
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 
 
 def _strong(tree):
@@ -34,8 +34,8 @@ class LbfgsState(NamedTuple):
     oracle: OracleCounts
 
 
-def scale_by_capped_zoom_linesearch(max_linesearch_steps: int = 20, slope_rtol: float = 1e-4,
-                                    curv_rtol: float = 0.9) -> optax.GradientTransformationExtraArgs:
+def scale_by_capped_zoom_linesearch(*, max_linesearch_steps: int, slope_rtol: float, curv_rtol: float
+                                    ) -> optax.GradientTransformationExtraArgs:
     """``optax.scale_by_zoom_linesearch`` (initial guess 1) whose loop stops after ``max_linesearch_steps``.
 
     The zoom iterations are optax's own (``zoom_linesearch``'s init, step and stop rule); this
@@ -76,8 +76,8 @@ def scale_by_capped_zoom_linesearch(max_linesearch_steps: int = 20, slope_rtol: 
     return optax.GradientTransformationExtraArgs(reference.init, update_fn)
 
 
-def scale_by_lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_rtol: float = 1e-4,
-                   curv_rtol: float = 0.9) -> optax.GradientTransformationExtraArgs:
+def scale_by_lbfgs(*, memory_size: int, max_linesearch_steps: int, slope_rtol: float, curv_rtol: float
+                   ) -> optax.GradientTransformationExtraArgs:
     """``optax.lbfgs`` with a zoom line search, taking the gradient as its first argument.
 
     Returns the final update (the line search's step times the L-BFGS direction, already
@@ -89,7 +89,9 @@ def scale_by_lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_
     """
     inner = optax.lbfgs(
         memory_size=memory_size,
-        linesearch=scale_by_capped_zoom_linesearch(max_linesearch_steps, slope_rtol, curv_rtol),
+        linesearch=scale_by_capped_zoom_linesearch(
+            max_linesearch_steps=max_linesearch_steps, slope_rtol=slope_rtol, curv_rtol=curv_rtol
+        ),
     )
 
     def init_fn(params):
@@ -101,8 +103,8 @@ def scale_by_lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, grad=None, key=None,
                   **extra_args):
         del key  # L-BFGS is deterministic
-        if value_fn is None or value is None or params is None:
-            raise ValueError("lbfgs needs params, value= and value_fn= (its line search evaluates value_fn)")
+        require_update_args("lbfgs", "its line search evaluates value_fn", params=params, value=value,
+                            value_fn=value_fn)
         grad = updates if grad is None else grad
         new_updates, inner_state = inner.update(
             updates, state.inner, params, value=value, grad=grad, value_fn=value_fn, **extra_args
@@ -140,5 +142,6 @@ def lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_rtol: flo
     optimization", Math. Programming 45 (1989); J. Nocedal, S. J. Wright, Numerical
     Optimization (2006), Alg. 7.4-7.5 and 3.5-3.6; ``optax.lbfgs``.
     """
-    return scale_by_lbfgs(memory_size, max_linesearch_steps, slope_rtol, curv_rtol)
+    return scale_by_lbfgs(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps,
+                          slope_rtol=slope_rtol, curv_rtol=curv_rtol)
 

@@ -40,9 +40,8 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 from optimizers.linalg import extreme_eigs, flat_hvp
-from optimizers.newton import _need_value_fn
 
 
 class NcDescentState(NamedTuple):
@@ -51,11 +50,12 @@ class NcDescentState(NamedTuple):
 
 
 def scale_by_nc_descent(
-    learning_rate: float | jax.Array = 1e-3,
-    grad_threshold: float | jax.Array = 1e-3,
-    curvature_threshold: float | jax.Array = 1e-3,
-    hessian_lipschitz: float | jax.Array = 1.0,
-    k: int = 10,
+    *,
+    learning_rate: float | jax.Array,
+    grad_threshold: float | jax.Array,
+    curvature_threshold: float | jax.Array,
+    hessian_lipschitz: float | jax.Array,
+    k: int,
 ) -> optax.GradientTransformationExtraArgs:
     """Negative-curvature descent; the returned updates are the full step (apply them as is).
 
@@ -82,7 +82,7 @@ def scale_by_nc_descent(
 
     def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra_args):
         del extra_args
-        _need_value_fn("nc_descent", params, value_fn)
+        require_update_args("nc_descent", "Hessian-vector products of the loss", params=params, value_fn=value_fn)
         g, unravel = ravel_pytree(updates)
         dtype = g.dtype
         lr = jnp.asarray(learning_rate, dtype)
@@ -125,4 +125,10 @@ def nc_descent(
 
     Carmon et al. 2018; Curtis and Robinson 2019. See ``scale_by_nc_descent``.
     """
-    return scale_by_nc_descent(learning_rate, grad_threshold, curvature_threshold, hessian_lipschitz, k)
+    return scale_by_nc_descent(
+        learning_rate=learning_rate,
+        grad_threshold=grad_threshold,
+        curvature_threshold=curvature_threshold,
+        hessian_lipschitz=hessian_lipschitz,
+        k=k,
+    )

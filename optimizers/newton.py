@@ -22,7 +22,7 @@ import jax
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 from optimizers.linalg import conjugate_gradient, flat_hvp
 
 
@@ -30,18 +30,11 @@ class ScaleByNewtonState(NamedTuple):
     counts: OracleCounts  # HVPs spent by CG (one per iteration actually run)
 
 
-def _need_value_fn(name, params, value_fn):
-    if params is None or value_fn is None:
-        raise ValueError(
-            f"{name} takes Hessian-vector products of the loss: call "
-            "tx.update(grads, state, params, value_fn=loss_fn) with params and value_fn"
-        )
-
-
 def scale_by_newton(
-    damping: float | jax.Array = 1e-3,
-    cg_iters: int = 20,
-    cg_tol: float | jax.Array = 1e-6,
+    *,
+    damping: float | jax.Array,
+    cg_iters: int,
+    cg_tol: float | jax.Array,
 ) -> optax.GradientTransformationExtraArgs:
     """Precondition the incoming gradient by ``(H + damping I)^{-1}``, solved by CG on HVPs.
 
@@ -65,7 +58,7 @@ def scale_by_newton(
 
     def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
         del extra_args
-        _need_value_fn("newton", params, value_fn)
+        require_update_args("newton", "Hessian-vector products of the loss", params=params, value_fn=value_fn)
         g, unravel = ravel_pytree(updates)
         hv, _, _ = flat_hvp(value_fn, params)
         lam = jax.numpy.asarray(damping, g.dtype)

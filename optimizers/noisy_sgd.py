@@ -36,8 +36,7 @@ class AddAnnealedNoiseState(NamedTuple):
     rng_key: jax.Array
 
 
-def scale_by_noisy_sgd(eta: float = 0.01, gamma: float = 0.55, seed: int = 0
-                       ) -> optax.GradientTransformationExtraArgs:
+def scale_by_noisy_sgd(*, eta: float, gamma: float, seed: int = 0) -> optax.GradientTransformationExtraArgs:
     r"""Adds annealed Gaussian noise to the gradient: g <- g + sigma_t n, n ~ N(0, I).
 
     sigma_t^2 = eta / (t + 1)^gamma, t the number of previous updates (optax's ``add_noise``).
@@ -89,4 +88,4 @@ def noisy_sgd(learning_rate: float = 1e-3, eta: float = 0.01, gamma: float = 0.5
     J. Martens, "Adding Gradient Noise Improves Learning for Very Deep Networks", 2015,
     arXiv:1511.06807; ``optax.noisy_sgd``.
     """
-    return optax.chain(scale_by_noisy_sgd(eta, gamma), optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(scale_by_noisy_sgd(eta=eta, gamma=gamma), optax.scale_by_learning_rate(learning_rate))

@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optimizers.sphere_noise_sgd import sample_ball
+from optimizers.base import require_update_args
+from optimizers.noise import sample_ball
 
 # "never perturbed yet": t - t_noise is then larger than any t_thres, so the test can fire at t=0
 _NEVER = -(2**30)
@@ -116,8 +117,8 @@ class PerturbedGDState(NamedTuple):
     rng_key: jax.Array
 
 
-def scale_by_perturbed_gd(learning_rate: float, radius: float, g_thres: float, t_thres: float,
-                          f_thres: float = 0.0, seed: int = 0) -> optax.GradientTransformationExtraArgs:
+def scale_by_perturbed_gd(*, learning_rate: float, radius: float, g_thres: float, t_thres: float,
+                          f_thres: float, seed: int = 0) -> optax.GradientTransformationExtraArgs:
     """PGD's update, learning rate included: -eta g, or xi ~ Unif(B_0(r)) on a perturbation step.
 
     The perturbation is not a scaled gradient, so unlike the ``scale_by_*`` of optax this
@@ -137,8 +138,7 @@ def scale_by_perturbed_gd(learning_rate: float, radius: float, g_thres: float, t
 
     def update_fn(updates, state, params=None, *, value=None, key=None, **extra_args):
         del extra_args
-        if params is None:
-            raise ValueError("perturbed_gd needs params (it keeps the perturbed point x~)")
+        require_update_args("perturbed_gd", "it keeps the perturbed point x~", params=params)
         if key is None:
             rng_key, key = jax.random.split(state.rng_key)
         else:
@@ -208,4 +208,5 @@ def perturbed_gd(learning_rate: float = 1e-3, radius: float = 1e-3, g_thres: flo
     Reference: C. Jin, R. Ge, P. Netrapalli, S. M. Kakade, M. I. Jordan, "How to Escape Saddle
     Points Efficiently", ICML 2017, Algorithm 2 (PGD).
     """
-    return scale_by_perturbed_gd(learning_rate, radius, g_thres, t_thres, f_thres)
+    return scale_by_perturbed_gd(learning_rate=learning_rate, radius=radius, g_thres=g_thres, t_thres=t_thres,
+                                 f_thres=f_thres)

@@ -37,9 +37,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
-from optimizers.newton import _need_value_fn
 
 
 class ScaleBySaddleFreeNewtonState(NamedTuple):
@@ -47,8 +46,9 @@ class ScaleBySaddleFreeNewtonState(NamedTuple):
 
 
 def scale_by_saddle_free_newton(
-    damping: float | jax.Array = 1e-3,
-    k: int = 10,
+    *,
+    damping: float | jax.Array,
+    k: int,
 ) -> optax.GradientTransformationExtraArgs:
     """Precondition the incoming gradient by ``(|H| + damping I)^{-1}`` in ``K_k(H, g)``.
 
@@ -74,7 +74,8 @@ def scale_by_saddle_free_newton(
 
     def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
         del extra_args
-        _need_value_fn("saddle_free_newton", params, value_fn)
+        require_update_args("saddle_free_newton", "Hessian-vector products of the loss", params=params,
+                            value_fn=value_fn)
         g, unravel = ravel_pytree(updates)
         hv, _, _ = flat_hvp(value_fn, params)
         res = lanczos(hv, g, k)

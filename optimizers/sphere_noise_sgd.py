@@ -1,49 +1,17 @@
 """SGD with isotropic noise from the unit sphere (Ge, Huang, Jin and Yuan 2015).
 
-Also home of the two samplers the saddle escapers share: a uniform point on the unit sphere and a
-uniform point in a ball, each over the whole flattened parameter pytree (one direction in R^d,
-d the total number of parameters, not one per leaf).
+The sphere sampler (``optimizers.noise.sample_sphere``) draws one direction over the whole
+flattened parameter pytree (in R^d, d the total number of parameters, not one per leaf).
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-
-def tree_size(tree) -> int:
-    """d: the total number of entries in the pytree (a Python int, fixed by the shapes)."""
-    return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree))
-
-
-def sample_sphere(key: jax.Array, like):
-    """xi ~ Unif(S^{d-1}) over the flattened pytree ``like``, as a pytree of its shapes and dtypes.
-
-    xi = n / |n| with n ~ N(0, I_d): the Gaussian is rotation invariant, so its direction is
-    uniform on the sphere (Muller 1959). |n| = 0 has probability zero; the floor only keeps a
-    NaN out of the program.
-    """
-    n = optax.tree.random_like(key, target_tree=like, sampler=jax.random.normal)
-    norm = optax.tree.norm(n)
-    inv = 1.0 / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny)
-    return optax.tree.scale(inv, n)
-
-
-def sample_ball(key: jax.Array, like, radius):
-    """xi ~ Unif(B_0(radius)) over the flattened pytree ``like``.
-
-    xi = radius U^{1/d} s with s ~ Unif(S^{d-1}) and U ~ Unif(0, 1) independent: then
-    P(|xi| <= t) = (t / radius)^d, the volume fraction of the ball of radius t.
-    """
-    k_dir, k_rad = jax.random.split(key)
-    direction = sample_sphere(k_dir, like)
-    d = tree_size(like)
-    u = jax.random.uniform(k_rad, (), dtype=optax.tree.dtype(like, "lowest"))
-    return optax.tree.scale(radius * u ** (1.0 / d), direction)
+from optimizers.noise import sample_sphere
 
 
 class SphereNoiseState(NamedTuple):
@@ -52,8 +20,7 @@ class SphereNoiseState(NamedTuple):
     rng_key: jax.Array
 
 
-def scale_by_sphere_noise(noise_radius: float = 1.0, seed: int = 0
-                          ) -> optax.GradientTransformationExtraArgs:
+def scale_by_sphere_noise(*, noise_radius: float, seed: int = 0) -> optax.GradientTransformationExtraArgs:
     """Adds isotropic sphere noise to the gradient: g <- g + r xi, xi ~ Unif(S^{d-1}).
 
     The noise is drawn from the per-step ``key`` extra argument; without one, from a key kept in
@@ -103,4 +70,5 @@ def sphere_noise_sgd(learning_rate: float = 1e-3, noise_radius: float = 1.0
     Reference: R. Ge, F. Huang, C. Jin, Y. Yuan, "Escaping From Saddle Points --- Online
     Stochastic Gradient for Tensor Decomposition", COLT 2015, Algorithm 1 (Noisy SGD).
     """
-    return optax.chain(scale_by_sphere_noise(noise_radius), optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(scale_by_sphere_noise(noise_radius=noise_radius),
+                       optax.scale_by_learning_rate(learning_rate))

@@ -45,8 +45,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts
+from optimizers.base import OracleCounts, require_update_args
 from optimizers.linalg import flat_hvp
+from optimizers.noise import sample_sphere
 
 BRANCH_CAUCHY, BRANCH_SUBSOLVER, BRANCH_FINAL = 0, 1, 2
 
@@ -67,19 +68,15 @@ class StochasticCubicState(NamedTuple):
     counts: OracleCounts
 
 
-def _uniform_sphere(key, n, dtype):
-    z = jax.random.normal(key, (n,), dtype)
-    return z / jnp.maximum(jnp.linalg.norm(z), jnp.finfo(dtype).tiny)
-
-
 def scale_by_stochastic_cubic(
-    learning_rate: float | None = None,
-    l: float = 1.0,
-    rho: float = 1.0,
-    eps: float = 1e-3,
-    c_prime: float = 1.0,
-    T_sub: int = 50,
-    T_final: int = 50,
+    *,
+    learning_rate: float | None,
+    l: float,
+    rho: float,
+    eps: float,
+    c_prime: float,
+    T_sub: int,
+    T_final: int,
     seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
     """Stochastic cubic regularization step (Tripuraneni et al. 2018, Algorithms 1-3); returns +D.
@@ -113,14 +110,13 @@ def scale_by_stochastic_cubic(
 
     def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra):
         del extra
-        if params is None or value_fn is None:
-            raise ValueError("stochastic_cubic needs params and value_fn (update(..., value_fn=f))")
+        require_update_args("stochastic_cubic", "mini-batch Hessian-vector products", params=params,
+                            value_fn=value_fn)
         if key is None:
             key = jax.random.fold_in(jax.random.key(seed), state.count)
         B, x, unravel = flat_hvp(value_fn, params)  # mini-batch HVPs, v -> H v on flat vectors
         dtype = x.dtype
         g = ravel_pytree(updates)[0].astype(dtype)
-        n = x.shape[0]
 
         L = jnp.asarray(l, dtype)
         r = jnp.asarray(rho, dtype)
@@ -145,7 +141,7 @@ def scale_by_stochastic_cubic(
             return c * g, c * Bg, jnp.ones([], jnp.int32)
 
         def subsolver(_):
-            gt = g + sig * _uniform_sphere(key, n, dtype)
+            gt = g + sig * sample_sphere(key, g, flat=True)
 
             def body(_, carry):
                 D, BD = carry
@@ -196,7 +192,7 @@ def scale_by_stochastic_cubic(
 
 
 def stochastic_cubic(
-    learning_rate: float | None = None,
+    learning_rate: float | None = 0.05,
     l: float = 1.0,
     rho: float = 1.0,
     eps: float = 1e-3,
@@ -209,7 +205,8 @@ def stochastic_cubic(
     Cauchy step when |g| >= l^2/rho, else T_sub perturbed gradient-descent iterations
     D <- D - eta (g + sigma zeta + B[D] + rho/2 |D| D) on the cubic model; the final solver
     (gradient descent on the model to |grad m| <= eps/2) when the model decrease is below
-    sqrt(eps^3/rho)/100. Update x <- x + D. See ``scale_by_stochastic_cubic`` for the arguments.
+    sqrt(eps^3/rho)/100. Update x <- x + D. See ``scale_by_stochastic_cubic`` for the arguments;
+    ``learning_rate=None`` is the paper's eta = 1/(20 l) (= 0.05 for the default l = 1).
     """
     return scale_by_stochastic_cubic(
         learning_rate=learning_rate, l=l, rho=rho, eps=eps, c_prime=c_prime, T_sub=T_sub, T_final=T_final

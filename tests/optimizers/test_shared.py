@@ -3,7 +3,7 @@
 Parametrized over ``optimizers.names()`` at collection time, so a newly registered optimizer gets
 all of these with nothing else to write. A tiny local harness (not ``bench``) runs an optimizer
 the way the runner does: ``lax.scan`` over steps, ``vmap`` over (hyperparameter point, seed)
-lanes, hyperparameters set in the state with ``optax.tree.set``, and every step
+lanes, hyperparameters set in the state with ``optimizers.set_hparams``, and every step
 ``tx.update(grads, state, params, value=v, value_fn=f, key=k)`` with ``k`` folded from a per-seed
 root key.
 
@@ -181,10 +181,8 @@ def _lanes(name):
 
 
 def _set_hparams(state, hp):
-    """What the runner does: optax.tree.set on the injected hyperparameters."""
-    if not hp:
-        return state
-    return state._replace(hyperparams=optax.tree.set(state.hyperparams, **hp))
+    """What the runner does: set the injected hyperparameters in the state."""
+    return optimizers.set_hparams(state, **hp)
 
 
 class Compiled(NamedTuple):
