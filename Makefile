@@ -20,7 +20,9 @@ bench: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
 	$(PY) -m bench report --suite $(SUITE)
 
+# Lint first: style drift fails CI before any test runs.
 test: $(STAMP)
+	$(PY) -m ruff check problems optimizers bench tests
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 report: $(STAMP)

@@ -10,7 +10,8 @@ import numpy as np
 
 import optimizers
 import problems
-from bench import suites
+from bench import grid as grids
+from bench import schema, suites
 from bench.store import CellSpec, Store
 
 
@@ -40,17 +41,22 @@ def _split_top(text: str) -> list[str]:
 
 
 def cmd_list(args) -> int:
-    print("Problems (family: default instance; reference):")
+    """Names, defaults and descriptions from the registries; ``--references`` builds the instances."""
+    print("Problems (family: default instance; description" + ("; reference" if args.references else "") + "):")
     for name in problems.names():
-        try:
-            p = problems.get(name)
-        except Exception as err:  # a family whose defaults cannot be built is still listed
-            print(f"  {name}: cannot build defaults ({err})")
-            continue
-        ref = p.reference
-        f_star = "unknown" if ref.f_star is None else f"{ref.f_star:.6g}"
-        print(f"  {p.name}  dim={p.dim}{'  stochastic' if p.stochastic else ''}")
-        print(f"      f*={f_star}  target<={ref.f_target:.6g}  ({ref.source})")
+        fam = problems.family(name)
+        print(f"  {problems.canonical_name(name)}")
+        print(f"      {fam.description}")
+        if args.references:
+            try:
+                p = problems.get(name)
+            except Exception as err:  # a family whose defaults cannot be built is still listed
+                print(f"      cannot build defaults ({err})")
+                continue
+            ref = p.reference
+            f_star = "unknown" if ref.f_star is None else f"{ref.f_star:.6g}"
+            print(f"      dim={p.dim}{'  stochastic' if p.stochastic else ''}  f*={f_star}  "
+                  f"target<={ref.f_target:.6g}  ({ref.source})")
     print("\nOptimizers (defaults; oracle needs):")
     for name in optimizers.names():
         s = optimizers.spec(name)
@@ -83,7 +89,7 @@ def _cells_from_args(args) -> tuple[list[suites.Cell], str]:
     probs = []
     for name in _csv(args.problems):
         try:
-            probs.append(problems.get(name))
+            probs.append(problems.get(name))  # built here, so a factory's own checks fail before any run
         except (KeyError, TypeError, ValueError) as err:
             raise UsageError(str(err.args[0]) if err.args else str(err)) from None
     opts = _csv(args.optimizers)
@@ -98,18 +104,11 @@ def _cells_from_args(args) -> tuple[list[suites.Cell], str]:
     for p in probs:
         for o in opts:
             try:
-                points = suites.grid_points(o, args.grid) if hp is None else _points(o, hp)
+                grid = grids.rule(o, args.grid) if hp is None else grids.expand(o, hp)
             except (KeyError, TypeError, ValueError) as err:
                 raise UsageError(str(err)) from None
-            cells.append(suites.Cell(p.name, o, points, list(range(args.seeds)), args.steps, args.log_every))
+            cells.append(suites.Cell(p.name, o, grid, list(range(args.seeds)), args.steps, args.log_every))
     return cells, "custom"
-
-
-def _points(optimizer: str, hp: dict) -> list[dict]:
-    from bench.runner import hparam_grid
-
-    grid = hparam_grid(optimizer, hp)
-    return [{**optimizers.spec(optimizer).defaults, **grid.static, **p} for p in grid.points]
 
 
 def cmd_run(args) -> int:
@@ -134,14 +133,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench.execute import spec_of
     from bench.reports import leaderboard, plots
 
     store = Store(args.results)
     keys = None
     if args.suite:
         try:
-            keys = {spec_of(c).key for c in suites.get(args.suite).cells()}
+            keys = {c.spec().key for c in suites.get(args.suite).cells()}
         except KeyError as err:
             raise UsageError(err.args[0]) from None
     df = store.load_all(keys)
@@ -177,7 +175,7 @@ def cmd_reproduce(args) -> int:
         new = run_cell(spec.problem, spec.optimizer, hparams=spec.hparam_points(), seeds=list(spec.seeds),
                        steps=spec.steps, log_every=spec.log_every, dtype=spec.dtype)
         same = all(np.array_equal(old[c].to_numpy(), new[c].to_numpy(), equal_nan=True)
-                   for c in ("loss", "grad_norm", "n_values", "n_grads", "n_hvps"))
+                   for c in (schema.LOSS, schema.GRAD_NORM, schema.N_VALUES, schema.N_GRADS, schema.N_HVPS))
         backend_same = old["backend"].iloc[0] == __import__("jax").default_backend()
         verdict = "identical bits" if same else ("DIFFERENT" + ("" if backend_same else " (other backend)"))
         bad += not same
@@ -195,7 +193,9 @@ def cmd_perf(args) -> int:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="problems, optimizers and suites")
+    ls = sub.add_parser("list", help="problems, optimizers and suites")
+    ls.add_argument("--references", action="store_true",
+                    help="also build each family's default instance and print its f*, target and source")
     run = sub.add_parser("run", help="run a suite or a custom grid of cells (stored cells are reused)")
     run.add_argument("--suite", help=f"one of: {', '.join(suites.names())}")
     run.add_argument("--problems", help="comma-separated problem names, e.g. 'rosenbrock(dim=5),strict_saddle'")
@@ -203,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, default=8)
     run.add_argument("--steps", type=int, default=1000)
     run.add_argument("--log-every", type=int, default=10)
-    run.add_argument("--grid", default="defaults", help="'defaults' or 'lr<K>' (K learning rates)")
+    run.add_argument("--grid", default="defaults", help=grids.RULE_HELP)
     run.add_argument("--hparams", help='JSON hyperparameters, lists form a grid: \'{"learning_rate": [0.01, 0.1]}\'')
     run.add_argument("--results", default="results")
     run.add_argument("--no-progress", action="store_true")

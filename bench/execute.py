@@ -1,51 +1,231 @@
-"""Run a list of cells against the store: reuse what is stored, run the rest, with progress."""
+"""Run a list of cells against the store: reuse what is stored, hand the rest to an executor.
+
+An executor takes tasks (a cell, its spec, where to store it) and reports each one's outcome
+through a callback as soon as it ends, which is how progress is shown. It never raises for a
+cell: errors, time-outs and crashed workers come back as outcomes. Two are built in:
+
+* ``InProcess``: one cell after the other in this process (``workers=1``);
+* ``LocalProcesses``: a pool of spawned worker processes, each with its own JAX runtime, a
+  per-cell time limit (the worker is killed and replaced) and crash detection.
+
+A Ray executor (many machines) is one more subclass; sharding one cell's batch over the local
+devices is the runner's business, not the executor's.
+"""
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-import pandas as pd
 from tqdm.auto import tqdm
 
+from bench import schema
 from bench.runner import run_cell
-from bench.store import CellSpec, Store, make_spec
+from bench.store import CellSpec, Store
 from bench.suites import Cell
 
 
-@dataclasses.dataclass
-class Outcome:
-    specs: list[CellSpec]
-    reused: int = 0
-    skipped_failed: int = 0
-    ran: int = 0
-    failed: list[tuple[CellSpec, str]] = dataclasses.field(default_factory=list)
-    compile_s: float = 0.0
-    run_s: float = 0.0
-    wall_s: float = 0.0
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One cell to compute and store."""
+
+    index: int
+    cell: Cell
+    spec: CellSpec
+    root: str  # the store's directory
+    dtype: str = "float32"
+
+
+class Timing(NamedTuple):
+    compile_s: float
+    run_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutcome:
+    """How a task ended: ``timing`` on success, else ``error`` (one line) and its ``kind``."""
+
+    task: Task
+    timing: Timing | None = None
+    error: str | None = None
+    kind: str = "ok"  # ok | error (the cell raised) | timeout (killed) | crashed (its worker died)
 
     @property
-    def keys(self) -> set[str]:
-        return {s.key for s in self.specs}
+    def ok(self) -> bool:
+        return self.error is None
 
 
-def _cost(cell: Cell) -> float:
-    """A rough relative cost, for scheduling only: HVP methods and big problems first."""
-    import optimizers
-
-    sp = optimizers.spec(cell.optimizer)
-    factor = 20.0 if sp.needs_hvp else (5.0 if sp.needs_value_fn else 1.0)
-    return factor * cell.steps * len(cell.hparams) * len(cell.seeds)
+Work = Callable[[Task], Timing]
 
 
-def spec_of(cell: Cell, dtype: str = "float32") -> CellSpec:
-    return make_spec(cell.problem, cell.optimizer, cell.hparams, cell.seeds, cell.steps, cell.log_every, dtype)
+def compute_and_store(task: Task) -> Timing:
+    """The default work of a task: run the cell and store its frame."""
+    c = task.cell
+    df = run_cell(c.problem, c.optimizer, hparams=c.grid, seeds=c.seeds, steps=c.steps, log_every=c.log_every,
+                  dtype=task.dtype)
+    Store(task.root).save(task.spec, df)
+    return Timing(float(df[schema.COMPILE_S].iloc[0]), float(df[schema.CELL_RUN_S].iloc[0]))
+
+
+def _error_line(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(err), err)).strip()
+
+
+class Executor(abc.ABC):
+    """Runs tasks; calls ``on_done(TaskOutcome)`` once per task, in the calling thread, as each ends."""
+
+    @abc.abstractmethod
+    def run(self, tasks: Sequence[Task], on_done: Callable[[TaskOutcome], None]) -> None:
+        """Run every task; a cell's failure is an outcome, never an exception."""
+
+
+class InProcess(Executor):
+    """One task after the other in this process. No time limit: a hung cell hangs the sweep."""
+
+    def __init__(self, work: Work = compute_and_store):
+        self.work = work
+
+    def run(self, tasks, on_done):
+        for task in tasks:
+            try:
+                on_done(TaskOutcome(task, timing=self.work(task)))
+            except Exception as err:  # one broken cell must not kill the sweep
+                on_done(TaskOutcome(task, error=_error_line(err), kind="error"))
+
+
+class _Finished(NamedTuple):  # worker -> parent: its task ended (timing, or an error line)
+    timing: Timing | None
+    error: str | None
+
+
+def _worker(work: Work, conn) -> None:
+    """Worker process: say it is ready, then run the tasks the parent sends until it sends None."""
+    conn.send("ready")
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        try:
+            conn.send(_Finished(work(task), None))
+        except Exception as err:
+            conn.send(_Finished(None, _error_line(err)))
+
+
+class LocalProcesses(Executor):
+    """A pool of spawned worker processes on this machine.
+
+    The parent hands each worker one task at a time over its own pipe, so it always knows which
+    task a worker holds, whatever happens to the worker. A cell past ``timeout`` seconds is
+    killed with its worker and recorded (kind ``timeout``): a hung cell (an XLA while loop that
+    never ends, a deadlocked runtime) costs its time limit and one worker restart, not the
+    sweep. A worker that dies (out of memory, a crash) loses only its cell (kind ``crashed``).
+    The time limit counts from the hand-over, after the worker has started up. ``work`` must be
+    picklable (a module-level function).
+    """
+
+    def __init__(self, workers: int, timeout: float | None = None, work: Work = compute_and_store,
+                 poll_s: float = 1.0):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers, self.timeout, self.work, self.poll_s = workers, timeout, work, poll_s
+
+    def run(self, tasks, on_done):
+        ctx = multiprocessing.get_context("spawn")  # JAX runtimes do not survive fork
+        pending = list(reversed(tasks))  # popped from the end: tasks start in the order given
+        workers: dict[int, _Slot] = {}  # pid -> its process, pipe, and the task it holds
+
+        def start_worker():
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(self.work, child), daemon=True)
+            proc.start()
+            child.close()
+            workers[proc.pid] = _Slot(proc, parent)
+
+        def retire(pid: int):
+            slot = workers.pop(pid)
+            slot.proc.kill()
+            slot.proc.join(timeout=10)
+            slot.conn.close()
+            if pending and len(workers) < self.workers:
+                start_worker()
+
+        failed_starts = 0
+        for _ in range(min(self.workers, len(tasks))):
+            start_worker()
+        while workers and (pending or any(w.task is not None for w in workers.values())):
+            conns = {w.conn: pid for pid, w in workers.items()}
+            sentinels = {w.proc.sentinel: pid for pid, w in workers.items()}
+            ready = multiprocessing.connection.wait(list(conns) + list(sentinels), timeout=self.poll_s)
+            for obj in ready:
+                pid = conns.get(obj, sentinels.get(obj))
+                slot = workers.get(pid)
+                if slot is None:
+                    continue
+                try:
+                    msg = slot.conn.recv() if obj is slot.conn else None
+                except (EOFError, OSError):
+                    msg = None
+                if msg is None:  # the worker died
+                    task = slot.task
+                    slot.proc.join(timeout=5)
+                    code = slot.proc.exitcode
+                    if not slot.ready:
+                        failed_starts += 1
+                        if failed_starts >= MAX_FAILED_STARTS:  # it would only die again: give up
+                            while pending:
+                                on_done(TaskOutcome(pending.pop(), error=f"no worker could start (exit code "
+                                                    f"{code}, {failed_starts} times)", kind="crashed"))
+                    retire(pid)
+                    if task is not None:
+                        on_done(TaskOutcome(task, error=f"worker died with exit code {code}", kind="crashed"))
+                    continue
+                slot.ready = True
+                if isinstance(msg, _Finished) and slot.task is not None:
+                    task, slot.task = slot.task, None
+                    on_done(TaskOutcome(task, timing=msg.timing) if msg.error is None
+                            else TaskOutcome(task, error=msg.error, kind="error"))
+                if slot.task is None and pending:  # ready, or done with its task: hand it the next
+                    slot.task, slot.started = pending.pop(), time.perf_counter()
+                    slot.conn.send(slot.task)
+            now = time.perf_counter()
+            for pid, slot in list(workers.items()):
+                if slot.task is not None and self.timeout is not None and now - slot.started > self.timeout:
+                    task = slot.task
+                    retire(pid)
+                    on_done(TaskOutcome(task, error=f"no result after {self.timeout:.0f} s; worker killed",
+                                        kind="timeout"))
+        for slot in workers.values():
+            try:
+                slot.conn.send(None)
+            except OSError:
+                pass
+        for slot in workers.values():
+            slot.proc.join(timeout=10)
+            if slot.proc.is_alive():
+                slot.proc.kill()
+            slot.conn.close()
+
+
+@dataclasses.dataclass
+class _Slot:
+    proc: multiprocessing.Process
+    conn: Any
+    task: Task | None = None
+    started: float = 0.0
+    ready: bool = False  # it has said it is ready: it started up
+
+
+# Workers that die before saying they are ready (an import error, a bad ``work`` function) are
+# replaced this many times in a sweep, then the remaining tasks are reported as crashed.
+MAX_FAILED_STARTS = 3
 
 
 def default_workers() -> int:
@@ -57,109 +237,48 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _run_one(cell: Cell, spec: CellSpec, root: str, dtype: str) -> tuple[float, float]:
-    """Worker: run one cell and store it; returns (compile seconds, run seconds)."""
-    df = run_cell(cell.problem, cell.optimizer, hparams=cell.hparams, seeds=cell.seeds,
-                  steps=cell.steps, log_every=cell.log_every, dtype=dtype)
-    Store(root).save(spec, df)
-    return float(df["compile_s"].iloc[0]), float(df["cell_run_s"].iloc[0])
+def make_executor(workers: int | None = None, timeout: float | None = None) -> Executor:
+    """The local executor for ``workers`` processes (default ``default_workers()``)."""
+    workers = default_workers() if workers is None else workers
+    return InProcess() if workers <= 1 else LocalProcesses(workers, timeout)
 
 
-def _worker(tasks, results):
-    """Worker process: run cells from ``tasks`` until it reads None."""
-    while True:
-        item = tasks.get()
-        if item is None:
-            return
-        idx, cell, spec, root, dtype = item
-        results.put(("start", idx, os.getpid()))
-        try:
-            results.put(("done", idx, _run_one(cell, spec, root, dtype), None))
-        except Exception as err:
-            results.put(("done", idx, None, "".join(traceback.format_exception_only(type(err), err)).strip()))
+@dataclasses.dataclass
+class Outcome:
+    """What a sweep did."""
+
+    specs: list[CellSpec]
+    reused: int = 0
+    skipped_failed: int = 0
+    ran: int = 0
+    failed: list[tuple[CellSpec, str]] = dataclasses.field(default_factory=list)
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    wall_s: float = 0.0
 
 
-class CellTimeout(Exception):
-    """A cell ran past the sweep's per-cell time limit; its worker was killed."""
+def _cost(cell: Cell) -> float:
+    """A rough relative cost, for scheduling only: HVP methods and big problems first."""
+    import optimizers
 
-
-def _run_pool(todo, root: str, dtype: str, workers: int, timeout: float | None, done) -> None:
-    """Spread cells over worker processes; a cell past ``timeout`` seconds is killed and recorded.
-
-    A hung cell (an XLA while loop that never ends, a deadlocked runtime) costs its time limit
-    and one worker restart, not the sweep.
-    """
-    ctx = multiprocessing.get_context("spawn")  # JAX runtimes do not survive fork
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for i, (cell, spec) in enumerate(todo):
-        tasks.put((i, cell, spec, root, dtype))
-    procs = {}
-
-    def start_worker():
-        p = ctx.Process(target=_worker, args=(tasks, results), daemon=True)
-        p.start()
-        procs[p.pid] = p
-
-    for _ in range(min(workers, len(todo))):
-        start_worker()
-    running: dict[int, tuple[int, float]] = {}  # pid -> (task index, start time)
-    remaining = set(range(len(todo)))
-    while remaining:
-        try:
-            msg = results.get(timeout=1.0)
-        except queue.Empty:
-            msg = None
-        if msg is not None and msg[0] == "start":
-            running[msg[2]] = (msg[1], time.perf_counter())
-        elif msg is not None:
-            _, idx, result, err = msg
-            for pid, (i, _) in list(running.items()):
-                if i == idx:
-                    del running[pid]
-            if idx in remaining:
-                remaining.discard(idx)
-                cell, spec = todo[idx]
-                done(cell, spec, result, None if err is None else RuntimeError(err))
-        now = time.perf_counter()
-        for pid, (idx, t0) in list(running.items()):
-            if timeout is not None and now - t0 > timeout:
-                procs.pop(pid).kill()
-                del running[pid]
-                remaining.discard(idx)
-                cell, spec = todo[idx]
-                done(cell, spec, err=CellTimeout(f"no result after {timeout:.0f} s; worker killed"))
-                if remaining:
-                    start_worker()
-        for pid, p in list(procs.items()):  # a worker that died (out of memory, a crash)
-            if not p.is_alive() and p.exitcode not in (0, None) and pid in running:
-                idx, _ = running.pop(pid)
-                procs.pop(pid)
-                remaining.discard(idx)
-                cell, spec = todo[idx]
-                done(cell, spec, err=RuntimeError(f"worker died with exit code {p.exitcode}"))
-                if remaining:
-                    start_worker()
-    for _ in procs:
-        tasks.put(None)
-    for p in procs.values():
-        p.join(timeout=10)
-        if p.is_alive():
-            p.kill()
+    sp = optimizers.spec(cell.optimizer)
+    factor = 20.0 if sp.needs_hvp else (5.0 if sp.needs_value_fn else 1.0)
+    return factor * cell.steps * len(cell.grid) * len(cell.seeds)
 
 
 def run_cells(cells: Sequence[Cell], store: Store, progress: bool = True, dtype: str = "float32",
-              workers: int | None = None, timeout: float | None = None, retry_failed: bool = False) -> Outcome:
-    """Run every cell not already in ``store``; a cell that raises is recorded, not fatal.
+              workers: int | None = None, timeout: float | None = None, retry_failed: bool = False,
+              executor: Executor | None = None) -> Outcome:
+    """Run every cell not already in ``store``; a cell that fails is recorded, not fatal.
 
-    Compilation dominates small cells and runs on one core, so on a CPU the cells are spread
-    over ``workers`` processes (each with its own JAX runtime); results are identical to a
-    single-process run because each cell's numbers depend only on its spec. With workers, a
-    cell that runs past ``timeout`` seconds is killed and recorded as failed. The most
-    expensive cells (second-order methods, big problems) start first so none is left alone at
-    the end.
+    Compilation dominates small cells, so on a CPU the cells are spread over ``workers``
+    processes (``make_executor``); results are identical to a single-process run because each
+    cell's numbers depend only on its spec. A cell that failed before is skipped unless
+    ``retry_failed``. The most expensive cells (second-order methods, big problems) start first
+    so none is left alone at the end. ``executor`` replaces the local one.
     """
     t0 = time.perf_counter()
-    specs = [spec_of(c, dtype) for c in cells]
+    specs = [c.spec(dtype) for c in cells]
     out = Outcome(specs=specs)
     todo = []
     failed_before = store.failures()
@@ -171,35 +290,26 @@ def run_cells(cells: Sequence[Cell], store: Store, progress: bool = True, dtype:
         else:
             todo.append((cell, spec))
     todo.sort(key=lambda cs: -_cost(cs[0]))
-    workers = default_workers() if workers is None else workers
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress or not todo, file=sys.stderr)
+    tasks = [Task(i, cell, spec, str(store.root), dtype) for i, (cell, spec) in enumerate(todo)]
+    executor = make_executor(workers, timeout) if executor is None else executor
+    bar = tqdm(total=len(tasks), desc="cells", unit="cell", disable=not progress or not tasks, file=sys.stderr)
 
-    def done(cell, spec, result=None, err=None):
-        if err is not None:  # one broken cell must not kill the sweep
-            msg = "".join(traceback.format_exception_only(type(err), err)).strip()
-            out.failed.append((spec, msg))
-            store.record_failure(spec, msg)
-            tqdm.write(f"FAILED {cell.optimizer} on {cell.problem}: {msg}", file=sys.stderr)
+    def on_done(result: TaskOutcome):
+        cell, spec = result.task.cell, result.task.spec
+        if not result.ok:
+            out.failed.append((spec, result.error))
+            store.record_failure(spec, result.error)
+            tqdm.write(f"FAILED {cell.optimizer} on {cell.problem}: {result.error}", file=sys.stderr)
         else:
             store.forget_failure(spec)
             out.ran += 1
-            out.compile_s += result[0]
-            out.run_s += result[1]
+            out.compile_s += result.timing.compile_s
+            out.run_s += result.timing.run_s
         bar.set_postfix_str(f"{cell.optimizer} on {cell.problem}"[:60])
         bar.update(1)
 
-    if workers <= 1:
-        for cell, spec in todo:
-            try:
-                done(cell, spec, _run_one(cell, spec, str(store.root), dtype))
-            except Exception as err:
-                done(cell, spec, err=err)
-    else:
-        _run_pool(todo, str(store.root), dtype, workers, timeout, done)
+    if tasks:
+        executor.run(tasks, on_done)
     bar.close()
     out.wall_s = time.perf_counter() - t0
     return out
-
-
-def load(store: Store, outcome: Outcome | None = None) -> pd.DataFrame:
-    return store.load_all(outcome.keys if outcome is not None else None)

@@ -9,8 +9,8 @@ On the same problem, optimizer and step count it times, per run (one seed's traj
   ``program`` is the same without the Python around it (the compiled call alone);
 * ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all, compiled
   as users compile it (``jax.jit``, XLA's default options, no unrolling);
-* ``tuned floor``: the same program with the runner's two tunings (``runner.step_unroll`` steps
-  per loop iteration, ``runner.compiler_options("adam")``), so ``runner / tuned floor`` is what the
+* ``tuned floor``: the same program with the runner's two tunings (``program.step_unroll`` steps
+  per loop iteration, ``program.compiler_options("adam")``), so ``runner / tuned floor`` is what the
   logging and bookkeeping alone cost.
 
 Every figure is the best of ``repeats`` timed calls after a warm-up call, so compile time is
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 import problems
-from bench import runner
+from bench import program, runner, schema
 
 
 def _best(fn, repeats: int) -> float:
@@ -80,12 +80,12 @@ def floor_program(problem, learning_rate: float, steps: int, seeds: list[int], t
             updates, state = tx.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), None
 
-        unroll = runner.step_unroll("adam") if tuned else 1
+        unroll = program.step_unroll("adam") if tuned else 1
         (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps, unroll=unroll)
         return params
 
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(runner.compiler_options("adam") if tuned else None)
+    compiled = jax.jit(jax.vmap(one)).lower(keys).compile(program.compiler_options("adam") if tuned else None)
     return lambda: jax.block_until_ready(compiled(keys))
 
 
@@ -98,13 +98,13 @@ def measure(seeds: int, steps: int = 2000, dim: int = 20, repeats: int = 3, log_
     t0 = time.perf_counter()
     df = runner.run_cell(problem, "adam", hparams=hp, seeds=seed_list, steps=steps, log_every=log_every)
     first_call = time.perf_counter() - t0
-    compile_s = float(df["compile_s"].iloc[0])
+    compile_s = float(df[schema.COMPILE_S].iloc[0])
 
     program_times = []
 
     def run_runner():
         d = runner.run_cell(problem, "adam", hparams=hp, seeds=seed_list, steps=steps, log_every=log_every)
-        program_times.append(float(d["cell_run_s"].iloc[0]))
+        program_times.append(float(d[schema.CELL_RUN_S].iloc[0]))
 
     t_runner = _best(run_runner, repeats)
     t_program = min(program_times[1:])

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 # Bump when the meaning of stored numbers changes (columns, statuses, counting conventions).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: run_s renamed run_s_amortized
 
 PROVENANCE_COLUMNS = [
     "jax_version", "jaxlib_version", "optax_version", "flax_version", "backend", "device_kind",

@@ -4,22 +4,24 @@
 (every registered problem x every registered optimizer at small size); ``full`` is the
 accelerator-sized version (N = 300 spin glass, depth-6 linear networks, wider MLPs).
 
-A suite's hyperparameters come from a grid rule: ``"defaults"`` runs each optimizer's defaults;
-``"lr<K>"`` runs K log-spaced learning rates across the optimizer's ``learning_rate`` search
-range (its defaults where it has none). The leaderboard then picks each optimizer's best point
-on the first half of the seeds (tuning seeds) and reports it on the other half (held-out seeds),
-so the published numbers are not selected on the data they report.
+A suite's hyperparameters come from a grid rule (``bench.grid.rule``): ``"defaults"`` runs each
+optimizer's defaults; ``"lr<K>"`` runs K log-spaced learning rates across the optimizer's
+``learning_rate`` search range. The leaderboard then picks each optimizer's best point on the
+first half of the seeds (tuning seeds) and reports it on the other half (held-out seeds), so the
+published numbers are not selected on the data they report.
+
+Expanding a suite into cells builds no problem instance: canonical names come from the registry
+(``problems.canonical_name``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-
-import numpy as np
 
 import optimizers
 import problems
+from bench import grid as grids
+from bench.store import CellSpec, make_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +35,19 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One (problem, optimizer) cell: the unit that is compiled, run and stored."""
+
     problem: str  # canonical name
     optimizer: str
-    hparams: list  # list of hyperparameter points (full dicts)
+    grid: grids.Grid
     seeds: list
     steps: int
     log_every: int
+
+    def spec(self, dtype: str = "float32") -> CellSpec:
+        """What determines the cell's numbers (and names its file in the store)."""
+        return make_spec(self.problem, self.optimizer, self.grid.full_points(), self.seeds, self.steps,
+                         self.log_every, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,31 +67,11 @@ class Suite:
     def cells(self) -> list[Cell]:
         out = []
         for e in self.entries:
-            name = problems.get(e.problem).name
+            name = problems.canonical_name(e.problem)
             for opt in self.optimizer_names():
-                out.append(Cell(name, opt, grid_points(opt, self.grid, self.overrides.get(opt)),
+                out.append(Cell(name, opt, grids.rule(opt, self.grid, self.overrides.get(opt)),
                                 list(range(self.seeds)), e.steps, e.log_every))
         return out
-
-
-def grid_points(optimizer: str, rule: str, overrides: dict | None = None) -> list[dict]:
-    """Hyperparameter points of ``optimizer`` under a grid rule (see the module docstring).
-
-    ``overrides`` replace registered defaults in every point (the grid still sets the learning rate).
-    """
-    spec = optimizers.spec(optimizer)
-    base = optimizers.check_hparams(optimizer, {**spec.defaults, **(overrides or {})})
-    if rule == "defaults":
-        return [base]
-    m = re.fullmatch(r"lr(\d+)", rule)
-    if not m:
-        raise ValueError(f"unknown grid rule {rule!r}; valid: 'defaults', 'lr<K>'")
-    k = int(m.group(1))
-    rng = spec.search_space.get("learning_rate")
-    if rng is None or k < 1:
-        return [base]
-    values = np.geomspace(rng.low, rng.high, k) if rng.log else np.linspace(rng.low, rng.high, k)
-    return [{**base, "learning_rate": float(f"{v:.3g}")} for v in values]
 
 
 SUITES: dict[str, Suite] = {

@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 
 import optimizers
-from bench.runner import STATUSES, summarize
+from bench import schema as S
 
 STATUS_ABBREV = {
-    "converged": "conv",
-    "diverged": "div",
-    "stalled_at_saddle": "saddle",
-    "stalled_at_minimum": "min",
-    "budget_exhausted": "budget",
+    S.CONVERGED: "conv",
+    S.DIVERGED: "div",
+    S.STALLED_AT_SADDLE: "saddle",
+    S.STALLED_AT_MINIMUM: "min",
+    S.BUDGET_EXHAUSTED: "budget",
 }
 
 
@@ -54,9 +54,9 @@ def _split_seeds(seeds: np.ndarray) -> tuple[set, set]:
 
 
 def _score(runs: pd.DataFrame) -> tuple:
-    ok = runs["status"] == "converged"
-    steps = np.where(ok, runs["hit_step"], np.inf)
-    final = runs["final_loss"].fillna(np.inf)
+    ok = runs[S.STATUS] == S.CONVERGED
+    steps = np.where(ok, runs[S.HIT_STEP], np.inf)
+    final = runs[S.FINAL_LOSS].fillna(np.inf)
     return (-ok.mean(), float(np.median(steps)), float(np.median(final)))
 
 
@@ -67,31 +67,31 @@ def _q(x: pd.Series, q: float) -> float:
 def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
     """(problem, optimizer, steps) -> (chosen hp_index, held-out seeds, how it was chosen)."""
     out = {}
-    for key, g in runs.groupby(["problem", "optimizer", "steps"], sort=True):
-        n_points = g["hp_index"].nunique()
-        if n_points > 1 and g["seed"].nunique() >= 2:
-            tune, held = _split_seeds(g["seed"].to_numpy())
-            scores = {i: _score(p[p["seed"].isin(tune)]) for i, p in g.groupby("hp_index")}
+    for key, g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
+        n_points = g[S.HP_INDEX].nunique()
+        if n_points > 1 and g[S.SEED].nunique() >= 2:
+            tune, held = _split_seeds(g[S.SEED].to_numpy())
+            scores = {i: _score(p[p[S.SEED].isin(tune)]) for i, p in g.groupby(S.HP_INDEX)}
             best = min(scores, key=lambda i: scores[i])
             out[key] = (int(best), held, f"best of {n_points} on {len(tune)} tuning seeds")
         else:
-            out[key] = (int(g["hp_index"].iloc[0]), set(g["seed"].tolist()), "single point")
+            out[key] = (int(g[S.HP_INDEX].iloc[0]), set(g[S.SEED].tolist()), "single point")
     return out
 
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (problem, optimizer, steps): the leaderboard numbers (see module doc)."""
-    runs = summarize(df)
+    runs = S.summarize(df)
     # plain object columns: the per-group boolean selections below are ~100x cheaper than on
     # pyarrow-backed strings
     runs = runs.astype({c: object for c in runs.columns if pd.api.types.is_string_dtype(runs[c])})
-    hp_cols = [c for c in runs.columns if c.startswith("hp_")]
+    hp_cols = [S.HP_INDEX] + S.hp_columns(runs.columns)  # the chosen point and its values
     chosen = selection(runs)
     rows = []
-    for (problem, optimizer, steps), g in runs.groupby(["problem", "optimizer", "steps"], sort=True):
+    for (problem, optimizer, steps), g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
         best, held, how = chosen[(problem, optimizer, steps)]
-        ev = g[(g["hp_index"] == best) & g["seed"].isin(held)]
-        ok = ev[ev["status"] == "converged"]
+        ev = g[(g[S.HP_INDEX] == best) & g[S.SEED].isin(held)]
+        ok = ev[ev[S.STATUS] == S.CONVERGED]
         n, k = len(ev), len(ok)
         lo, hi = wilson(k, n)
         row = {
@@ -102,19 +102,19 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
             "success": k / n if n else math.nan,
             "success_lo": lo,
             "success_hi": hi,
-            "steps_median": _q(ok["hit_step"], 0.5),
-            "steps_q25": _q(ok["hit_step"], 0.25),
-            "steps_q75": _q(ok["hit_step"], 0.75),
-            "grads_median": _q(ok["hit_grads"], 0.5),
-            "hvps_median": _q(ok["hit_hvps"], 0.5),
-            "values_median": _q(ok["hit_values"], 0.5),
-            "gap_median": float(np.median(ev["final_gap"])) if n else math.nan,
-            "final_loss_median": float(np.median(ev["final_loss"])) if n else math.nan,
-            "run_seconds_median": float(np.median(ev["run_s"])) if n else math.nan,
+            "steps_median": _q(ok[S.HIT_STEP], 0.5),
+            "steps_q25": _q(ok[S.HIT_STEP], 0.25),
+            "steps_q75": _q(ok[S.HIT_STEP], 0.75),
+            "grads_median": _q(ok[S.HIT_GRADS], 0.5),
+            "hvps_median": _q(ok[S.HIT_HVPS], 0.5),
+            "values_median": _q(ok[S.HIT_VALUES], 0.5),
+            "gap_median": float(np.median(ev[S.FINAL_GAP])) if n else math.nan,
+            "final_loss_median": float(np.median(ev[S.FINAL_LOSS])) if n else math.nan,
+            "run_seconds_median": float(np.median(ev[S.RUN_S_AMORTIZED])) if n else math.nan,
             "selection": how,
         }
-        for s in STATUSES:
-            row[f"n_{s}"] = int((ev["status"] == s).sum())
+        for s in S.STATUSES:
+            row[f"n_{s}"] = int((ev[S.STATUS] == s).sum())
         for c in hp_cols:
             vals = ev[c].dropna().unique()
             row[c] = vals[0] if len(vals) else math.nan
@@ -123,7 +123,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         return out
     out["_steps_key"] = out["steps_median"].fillna(np.inf)
-    out = out.sort_values(["problem", "success", "_steps_key", "gap_median"],
+    out = out.sort_values([S.PROBLEM, "success", "_steps_key", "gap_median"],
                           ascending=[True, False, True, True]).drop(columns="_steps_key")
     return out.reset_index(drop=True)
 
@@ -138,9 +138,9 @@ def _fmt_num(x: float, digits: int = 3) -> str:
 
 def _hp_text(row: pd.Series) -> str:
     """The learning rate, and every other hyperparameter that differs from its registered default."""
-    keys = [c for c in row.index if c.startswith("hp_") and c not in ("hp_index",)]
+    keys = S.hp_columns(row.index)
     try:
-        defaults = optimizers.spec(row["optimizer"]).defaults
+        defaults = optimizers.spec(row[S.OPTIMIZER]).defaults
     except KeyError:  # a stored cell of an optimizer no longer registered
         defaults = {}
     parts = []
@@ -148,7 +148,7 @@ def _hp_text(row: pd.Series) -> str:
         v = row[c]
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
-        name = c[len("hp_"):]
+        name = c[len(S.HP_PREFIX):]
         if name == "learning_rate":
             parts.insert(0, f"lr={v:.3g}")
         elif name in defaults and v != defaults[name]:
@@ -194,14 +194,14 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
         cells = [_fmt_pct(r[p]) for p in probs]
         lines.append(f"| {opt} | " + " | ".join(cells) + f" | {_fmt_pct(r['_mean'])} |")
     lines.append("")
-    for problem, g in tab.groupby("problem", sort=True):
+    for problem, g in tab.groupby(S.PROBLEM, sort=True):
         g0 = g.iloc[0]
-        ref = runs_frame[runs_frame["problem"] == problem].iloc[0]
-        f_star = ref["f_star"]
+        ref = runs_frame[runs_frame[S.PROBLEM] == problem].iloc[0]
+        f_star = ref[S.F_STAR]
         lines += [
             f"## {problem}",
             "",
-            f"f* = {_fmt_num(f_star, 7)}, target f <= {_fmt_num(ref['f_target'], 7)}, "
+            f"f* = {_fmt_num(f_star, 7)}, target f <= {_fmt_num(ref[S.F_TARGET], 7)}, "
             f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
             f"({g0['selection']}).",
             "",
@@ -211,7 +211,7 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
         for _, r in g.iterrows():
             steps = "–" if math.isnan(r["steps_median"]) else (
                 f"{_fmt_num(r['steps_median'])} [{_fmt_num(r['steps_q25'])}, {_fmt_num(r['steps_q75'])}]")
-            end = " ".join(f"{STATUS_ABBREV[s]} {r[f'n_{s}']}" for s in STATUSES if r[f"n_{s}"])
+            end = " ".join(f"{STATUS_ABBREV[s]} {r[f'n_{s}']}" for s in S.STATUSES if r[f"n_{s}"])
             lines.append(
                 f"| {r['optimizer']} | {_hp_text(r)} | {_fmt_pct(r['success'])} "
                 f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {steps} | "

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench import schema as S  # noqa: E402
 from bench.reports.leaderboard import selection  # noqa: E402
-from bench.runner import summarize  # noqa: E402
 
 
 def _slug(name: str) -> str:
@@ -24,16 +24,16 @@ def _slug(name: str) -> str:
 
 def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
     """The logged rows of each optimizer's selected point on its held-out seeds."""
-    chosen = selection(summarize(df))
-    keys = ["problem", "optimizer", "steps", "hp_index", "seed"]
+    chosen = selection(S.summarize(df))
+    keys = [S.PROBLEM, S.OPTIMIZER, S.STEPS, S.HP_INDEX, S.SEED]
     wanted = pd.MultiIndex.from_tuples(
         [(problem, optimizer, steps, best, seed)
          for (problem, optimizer, steps), (best, held, _) in chosen.items() for seed in held], names=keys)
     out = df[pd.MultiIndex.from_frame(df[keys]).isin(wanted)].reset_index(drop=True)
     floor = 1e-12
-    gap = out["loss"] - out["f_star"].fillna(out.groupby("problem")["loss"].transform("min"))
+    gap = out[S.LOSS] - out[S.F_STAR].fillna(out.groupby(S.PROBLEM)[S.LOSS].transform("min"))
     out["gap"] = np.maximum(gap.to_numpy(), floor)
-    out["oracle_cost"] = out["n_grads"] + out["n_hvps"]
+    out["oracle_cost"] = out[S.N_GRADS] + out[S.N_HVPS]
     return out
 
 
@@ -44,18 +44,18 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
     curves = selected_curves(df)
     paths = []
     sns.set_theme(style="whitegrid", context="notebook")
-    for problem, g in curves.groupby("problem", observed=True):
+    for problem, g in curves.groupby(S.PROBLEM, observed=True):
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-        order = sorted(g["optimizer"].unique())
+        order = sorted(g[S.OPTIMIZER].unique())
         palette = dict(zip(order, sns.color_palette("tab20", len(order))))
-        by = g.groupby(["optimizer", "step"], observed=True)
+        by = g.groupby([S.OPTIMIZER, S.STEP], observed=True)
         stats = pd.DataFrame({"gap": by["gap"].median(), "lo": by["gap"].quantile(0.25),
                               "hi": by["gap"].quantile(0.75), "cost": by["oracle_cost"].median()}).reset_index()
         for opt in order:
-            d = stats[stats["optimizer"] == opt]
+            d = stats[stats[S.OPTIMIZER] == opt]
             color = palette[opt]
-            axes[0].plot(d["step"], d["gap"], color=color, lw=1.5, label=opt)
-            axes[0].fill_between(d["step"], d["lo"], d["hi"], color=color, alpha=0.15, lw=0)
+            axes[0].plot(d[S.STEP], d["gap"], color=color, lw=1.5, label=opt)
+            axes[0].fill_between(d[S.STEP], d["lo"], d["hi"], color=color, alpha=0.15, lw=0)
             # against the median oracle cost at each logged step (gradients + HVPs spent so far)
             axes[1].plot(np.maximum(d["cost"], 1), d["gap"], color=color, lw=1.5, label=opt)
         for ax in axes:
@@ -63,9 +63,9 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
         axes[0].set_xlabel("step")
         axes[1].set_xscale("log")
         axes[1].set_xlabel("gradients + HVPs (median over runs)")
-        has_star = g["f_star"].notna().any()
+        has_star = g[S.F_STAR].notna().any()
         axes[0].set_ylabel("loss - f*" if has_star else "loss - best seen")
-        target_gap = float(g["f_target"].iloc[0] - (g["f_star"].iloc[0] if has_star else g["loss"].min()))
+        target_gap = float(g[S.F_TARGET].iloc[0] - (g[S.F_STAR].iloc[0] if has_star else g[S.LOSS].min()))
         if target_gap > 0:
             for ax in axes:
                 ax.axhline(target_gap, color="k", ls=":", lw=1)

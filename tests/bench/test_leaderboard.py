@@ -23,7 +23,7 @@ def synthetic(rows):
                         seed=seed, step=100, loss=final, grad_norm=0.0, n_values=100, n_grads=100, n_hvps=0,
                         final_loss=final, final_grad_norm=0.0, final_gap=final, hit_step=hit, hit_values=hit,
                         hit_grads=hit, hit_hvps=0, diverged_step=-1, final_lambda_min=1.0, final_lambda_max=1.0,
-                        status=status, f_star=0.0, f_target=1e-3, steps=100, run_s=0.01))
+                        status=status, f_star=0.0, f_target=1e-3, steps=100, run_s_amortized=0.01))
     return pd.DataFrame(out)
 
 
@@ -60,10 +60,11 @@ def test_hyperparameter_text_names_the_rate_and_every_non_default():
 
 
 def test_suite_overrides_fix_hyperparameters_in_every_grid_point():
-    from bench import suites
+    from bench import grid, suites
 
     cells = [c for c in suites.get("quick").cells() if c.optimizer == "stochastic_cubic"]
-    assert cells and all(p["T_sub"] == 20 and p["T_final"] == 20 for c in cells for p in c.hparams)
-    assert len({p["learning_rate"] for p in cells[0].hparams}) == 5
+    points = [p for c in cells for p in c.grid.full_points()]
+    assert cells and all(p["T_sub"] == 20 and p["T_final"] == 20 for p in points)
+    assert len({p["learning_rate"] for p in cells[0].grid.full_points()}) == 5
     with pytest.raises(TypeError, match="unknown hyperparameter"):
-        suites.grid_points("stochastic_cubic", "lr5", {"T_subb": 20})
+        grid.rule("stochastic_cubic", "lr5", {"T_subb": 20})

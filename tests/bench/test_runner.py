@@ -6,7 +6,7 @@ import pytest
 
 import bench
 import problems
-from bench import runner
+from bench import landscape, program, schema
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
@@ -111,8 +111,7 @@ def test_one_compile_per_cell_whatever_the_grid(compiles):
 
 def test_same_seed_same_bits():
     a = bench.run_cell("strict_saddle", "adam", seeds=[7, 8], steps=20, log_every=5)
-    runner._COMPILED.clear()
-    runner._LANDSCAPE.clear()
+    program.clear_caches()
     b = bench.run_cell("strict_saddle", "adam", seeds=[7, 8], steps=20, log_every=5)
     np.testing.assert_array_equal(a["loss"].to_numpy(), b["loss"].to_numpy())
 
@@ -130,10 +129,10 @@ def test_gd_started_on_the_stable_manifold_is_classified_stalled_at_saddle():
     # f = x^2 + y^4/4 - y^2/2 from (x, 0): GD converges to the saddle (0, 0), Hessian diag(2, -1).
     p = problems.get("strict_saddle")
     final = np.asarray([1e-6, 0.0])
-    status = runner._classify(np.asarray([0.0]), np.asarray([2e-6]), np.asarray([False]),
+    status = schema.classify(np.asarray([0.0]), np.asarray([2e-6]), np.asarray([False]),
                               np.asarray([-1.0]), np.asarray([2.0]), p.reference.f_target)
     assert status[0] == "stalled_at_saddle"
-    lo, hi = runner.end_point_eigenvalues(p, jax.numpy.asarray(final, "float32")[None, None])
+    lo, hi = landscape.end_point_eigenvalues(p, jax.numpy.asarray(final, "float32")[None, None])
     assert lo[0, 0] == pytest.approx(-1.0, abs=1e-5) and hi[0, 0] == pytest.approx(2.0, abs=1e-5)
 
 

@@ -5,8 +5,8 @@ import os
 import pandas as pd
 import pytest
 
-from bench import cli, suites
-from bench.execute import run_cells, spec_of
+from bench import cli, grid, suites
+from bench.execute import run_cells
 from bench.store import PROVENANCE_COLUMNS, CellSpec, Store, make_spec
 
 
@@ -28,7 +28,7 @@ def test_each_cell_is_one_file_named_by_its_hash(filled):
     files = list(store.files())
     assert len(files) == len(smoke_cells())
     for cell in smoke_cells():
-        spec = spec_of(cell)
+        spec = cell.spec()
         assert store.path(spec).name == f"{cell.optimizer}__{spec.key}.parquet"
     assert not [p for p in store.cells.iterdir() if p.name.startswith(".tmp")]
 
@@ -42,7 +42,7 @@ def test_second_run_reuses_every_cell(filled):
 def test_rows_carry_provenance(filled):
     store, _ = filled
     df = store.load_all()
-    for col in PROVENANCE_COLUMNS + ["compile_s", "run_s"]:
+    for col in PROVENANCE_COLUMNS + ["compile_s", "run_s_amortized"]:
         assert col in df.columns, col
         assert df[col].notna().all(), col
     assert set(df["backend"]) == {"cpu"}
@@ -135,12 +135,13 @@ def test_cli_run_report_reproduce(tmp_path, capsys):
 
 def test_a_failing_cell_is_recorded_and_skipped_not_fatal(tmp_path):
     store = Store(tmp_path)
-    good = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", [{"learning_rate": 0.1}], [0, 1], 20, 10)
-    bad = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", [{"learning_rate": 0.1}], [0, 1], 25, 10)
+    point = grid.expand("sgd", {"learning_rate": 0.1})
+    good = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", point, [0, 1], 20, 10)
+    bad = suites.Cell("strict_saddle(init_radius=1.0)", "sgd", point, [0, 1], 25, 10)
     out = run_cells([bad, good], store, progress=False, workers=1)
     assert out.ran == 1 and len(out.failed) == 1
     assert "multiple of log_every" in out.failed[0][1]
-    assert spec_of(bad).key in store.failures()
+    assert bad.spec().key in store.failures()
     again = run_cells([bad, good], store, progress=False, workers=1)
     assert again.reused == 1 and again.skipped_failed == 1 and not again.failed
     from bench.reports import leaderboard

@@ -27,9 +27,9 @@ import scipy.stats
 from jax.flatten_util import ravel_pytree
 
 import optimizers
+from optimizers.noise import sample_ball, sample_sphere
 from optimizers.noisy_sgd import scale_by_noisy_sgd
 from optimizers.perturbed_gd import perturbed_gd_chi, perturbed_gd_params
-from optimizers.sphere_noise_sgd import sample_ball, sample_sphere
 
 
 def strict_saddle(p):
@@ -42,7 +42,7 @@ def _run(tx, f, steps):
 
     def one(key, hp, x0):
         state = tx.init(x0)
-        state = state._replace(hyperparams=optax.tree.set(state.hyperparams, **hp)) if hp else state
+        state = optimizers.set_hparams(state, **hp)
 
         def body(carry, t):
             x, st = carry
@@ -273,7 +273,7 @@ def test_noisy_sgd_is_optax_noisy_sgd_without_key():
     """Without ``key`` the wrapper is optax.noisy_sgd (same key, same maths): bit for bit."""
     x = {"a": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(2)}
     f = lambda p: jnp.sum(p["a"] ** 4) + jnp.sum(jnp.sin(p["b"]))
-    ours = optax.chain(scale_by_noisy_sgd(0.3, 0.55, seed=5), optax.scale_by_learning_rate(0.1))
+    ours = optax.chain(scale_by_noisy_sgd(eta=0.3, gamma=0.55, seed=5), optax.scale_by_learning_rate(0.1))
     ref = optax.noisy_sgd(0.1, eta=0.3, gamma=0.55, key=5)
     s_ours, s_ref = ours.init(x), ref.init(x)
     x_ours = x_ref = x
@@ -385,13 +385,12 @@ def test_lbfgs_line_search_stops_at_its_cap():
 
 _LBFGS_HANG = """
 import jax, numpy as np
-from bench import runner
-prog = runner.build_program(runner.problems.get("spin_glass(p=3,n=30)"), "lbfgs",
-                            {"memory_size": 10, "max_linesearch_steps": 20}, 150, 10)
-grid = runner.hparam_grid("lbfgs", None)
-hp = {k: np.full(1, grid.points[0][k], np.float32) for k in grid.traced_names}
-out = jax.jit(prog)(hp, np.asarray([9], np.uint32))  # XLA's default options, not the runner's
-print(float(np.asarray(out["loss"])[0, 0, -1]))
+import problems
+from bench import grid, program
+g = grid.expand("lbfgs", None)
+prog = program.build_program(problems.get("spin_glass(p=3,n=30)"), "lbfgs", g.static, 150, 10)
+out = jax.jit(prog)(g.arrays(), np.asarray([9], np.uint32))  # XLA's default options, not the runner's
+print(float(np.asarray(out.loss)[0, 0, -1]))
 """
 
 

@@ -1,0 +1,231 @@
+"""The compiled program of a (problem, optimizer) cell, and its compile cache.
+
+The program is ``vmap`` (hyperparameter points) of ``vmap`` (seeds) of a ``lax.scan`` over
+log points: each measures the full loss and gradient norm, then (but after the last) runs a
+``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are traced arrays in the
+optimizer state (``optax.inject_hyperparams``, set with ``optimizers.set_hparams``), so a sweep
+of 100 learning rates and 128 seeds is one compile. Compilation is done ahead of time
+(``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
+
+PRNG discipline: one root key per seed, ``jax.random.key(seed)``, split once into an init key
+and a run key; step ``t`` uses ``fold_in(run_key, t)`` split into a loss key (mini-batch / noise
+of the objective) and an optimizer key (noise the optimizer draws). Same seed, same backend,
+same bits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optimizers
+import problems
+from bench.grid import Grid
+
+# A run counts as diverged when its loss is non-finite or rises this far above the start.
+BLOWUP_FACTOR = 1e6
+
+
+class Tracker(NamedTuple):
+    """What a run carries besides its parameters and optimizer state.
+
+    Attributes:
+      hit_step: first step at which the loss was at or below the target (-1: never).
+      hit_counts: cumulative (values, gradients, HVPs) at ``hit_step``, int32 (3,).
+      diverged_step: first step whose loss was non-finite or above ``blowup`` (-1: never).
+      blowup: the divergence threshold, set from the full loss at step 0.
+    """
+
+    hit_step: jax.Array
+    hit_counts: jax.Array
+    diverged_step: jax.Array
+    blowup: jax.Array
+
+    @staticmethod
+    def start(dtype) -> Tracker:
+        never = jnp.int32(-1)
+        return Tracker(never, jnp.zeros(3, jnp.int32), never, jnp.zeros((), dtype))
+
+    def hit(self, at_target: jax.Array, t: jax.Array, counts: jax.Array) -> Tracker:
+        """Record step ``t`` (with its oracle ``counts``) as the first at target, if it is."""
+        now = (self.hit_step < 0) & at_target
+        return self._replace(hit_step=jnp.where(now, t, self.hit_step),
+                             hit_counts=jnp.where(now, counts, self.hit_counts))
+
+    def diverge(self, bad: jax.Array, t: jax.Array) -> Tracker:
+        """Record step ``t`` as the first diverged step, if ``bad`` and none was before."""
+        return self._replace(diverged_step=jnp.where((self.diverged_step < 0) & bad, t, self.diverged_step))
+
+
+class Outputs(NamedTuple):
+    """What the program returns, each with leading axes (hyperparameter points H, seeds S).
+
+    Attributes:
+      loss, grad_norm: (H, S, L) full loss and full-gradient norm at each of the L logged steps.
+      counts: (H, S, L, 3) cumulative (values, gradients, HVPs) at each logged step.
+      hit_step, hit_counts, diverged_step: the run's ``Tracker`` at the end (see there).
+      params: the end points (a pytree with leading axes H, S).
+    """
+
+    loss: Any
+    grad_norm: Any
+    counts: Any
+    hit_step: Any
+    hit_counts: Any
+    diverged_step: Any
+    params: Any
+
+
+def first_order(optimizer: str) -> bool:
+    sp = optimizers.spec(optimizer)
+    return not (sp.needs_hvp or sp.needs_value_fn)
+
+
+def step_unroll(optimizer: str) -> int:
+    """Steps per iteration of the inner ``lax.scan``: 2 for first-order methods, else 1.
+
+    A first-order step is a handful of small kernels, so the loop's own per-iteration work
+    (carry copies, the trip-count test) is a visible share of it: unrolling by 2 cut Adam on
+    rosenbrock(dim=20) at 32 seeds by 10-15% on a 2-core CPU. A second-order step is dominated
+    by its own inner loops (Lanczos, CG, line search), where unrolling only adds compile time.
+    """
+    return 2 if first_order(optimizer) else 1
+
+
+def compiler_options(optimizer: str | None = None) -> dict[str, Any]:
+    """XLA options for the runner's programs on the CPU; accelerator backends keep their defaults.
+
+    Measured on the quick suite's programs (2-core x86 CPU, jaxlib 0.10.2), against XLA's
+    defaults. Every program: backend optimization level 1 compiles 20-40% faster and runs as
+    fast (level 0 compiles faster still but runs 3-8x slower); the default level also
+    miscompiled optax's zoom line search inside a scan (see ``optimizers.lbfgs``).
+    Second-order programs (and the landscape program, ``optimizer=None``) also use the classic
+    elemental emitters (``xla_cpu_use_fusion_emitters=False``): another 30-40% off their
+    compile time (3-9 s each), run time within noise, as their steps are HVP-bound. First-order
+    programs keep the newer fusion emitters, whose tight loops run up to 2x faster (Adam on
+    rosenbrock(dim=20): 3.5 vs 6 ms per 2000 steps at 32 seeds). The options are a function of
+    the optimizer alone, so a cell's numbers stay a function of its spec.
+    """
+    if jax.default_backend() != "cpu":
+        return {}
+    if optimizer is not None and first_order(optimizer):
+        return {"xla_backend_optimization_level": 1}
+    return {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
+                  log_every: int, dtype: str = "float32", unroll: int | None = None):
+    """The pure function ``(hp_arrays: {name: (H,)}, seeds: uint32 (S,)) -> Outputs`` of a cell.
+
+    Per logged step (``steps // log_every + 1`` of them, step 0 included) the full loss,
+    full-gradient norm and cumulative oracle counts; per run the ``Tracker`` (first step at the
+    target and its oracle counts, first step of divergence) and the end point's parameters.
+    ``unroll``: steps per iteration of the step scan (default ``step_unroll(optimizer)``).
+    """
+    tx = optimizers.get(optimizer, **static)
+    unroll = step_unroll(optimizer) if unroll is None else unroll
+    target = float(problem.reference.f_target)
+    n_logs = steps // log_every
+    fdtype = jnp.dtype(dtype)
+    exact_values = not problem.stochastic
+
+    def counts(state, t):
+        extra = optimizers.oracle_counts(state)
+        # The runner spends one (mini-batch) value and gradient per step.
+        return jnp.stack([t + extra["values"], t + extra["grads"], extra["hvps"]]).astype(jnp.int32)
+
+    def measure(params):
+        f, g = jax.value_and_grad(problem.full_loss)(params)
+        return f, optax.tree.norm(g)
+
+    def one_run(hp, seed_key):
+        k_init, k_run = jax.random.split(seed_key)
+        params = _cast(problem.init(k_init), fdtype)
+        state = optimizers.set_hparams(tx.init(params), **hp)
+
+        def step(carry, t):
+            params, state, track = carry
+            key = jax.random.fold_in(k_run, t)
+            k_loss, k_opt = jax.random.split(key)
+
+            def value_fn(p):
+                return problem.loss(p, k_loss)
+
+            value, grads = jax.value_and_grad(value_fn)(params)
+            if exact_values:  # the loss is the full loss: the target check is exact, per step
+                track = track.hit(value <= target, t, counts(state, t))
+            track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
+            updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
+            params = problem.retract(optax.apply_updates(params, updates))
+            return (params, state, track), None
+
+        def steps_of(i, carry):
+            carry, _ = jax.lax.scan(step, carry, i * log_every + jnp.arange(log_every), unroll=unroll)
+            return carry
+
+        def interval(carry, i):
+            # measure the full loss at t = i * log_every, then run the interval's steps (none
+            # after the last measurement): one copy of the measurement in the program
+            params, state, track = carry
+            t = i * log_every
+            f, g = measure(params)
+            track = track._replace(
+                blowup=jnp.where(i == 0, f + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f)), track.blowup))
+            track = track.hit(f <= target, t, counts(state, t))  # stochastic losses: at log resolution
+            track = track.diverge(~(jnp.isfinite(f) & (f <= track.blowup)), t)
+            logged = (f, g, counts(state, t))
+            carry = jax.lax.cond(i < n_logs, steps_of, lambda i, c: c, i, (params, state, track))
+            return carry, logged
+
+        carry = (params, state, Tracker.start(fdtype))
+        (params, state, track), (fs, gs, cs) = jax.lax.scan(interval, carry, jnp.arange(n_logs + 1))
+        return Outputs(loss=fs, grad_norm=gs, counts=cs, hit_step=track.hit_step, hit_counts=track.hit_counts,
+                       diverged_step=track.diverged_step, params=params)
+
+    def program(hp, seeds):
+        keys = jax.vmap(jax.random.key)(seeds)  # one root key per seed
+        over_seeds = jax.vmap(one_run, in_axes=(None, 0))
+        return jax.vmap(over_seeds, in_axes=(0, None))(hp, keys)
+
+    return program
+
+
+# In-process cache of compiled cells: a second call with other hyperparameter values or seeds
+# of the same shapes reuses the executable.
+_COMPILED: dict[tuple, Any] = {}
+
+
+def compile_cell(problem: problems.Problem, grid: Grid, steps: int, log_every: int, dtype: str,
+                 n_seeds: int) -> tuple[Any, float, bool]:
+    """The compiled program of a cell: (executable, compile seconds, whether it came from the cache)."""
+    optimizer = grid.optimizer
+    cache_key = (problem.name, optimizer, tuple(sorted(grid.static.items())), steps, log_every, dtype,
+                 tuple(grid.traced_names), len(grid.points), n_seeds)
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key], 0.0, True
+    program = build_program(problem, optimizer, grid.static, steps, log_every, dtype)
+    hp_spec = {k: jax.ShapeDtypeStruct((len(grid),), np.float32) for k in grid.traced_names}
+    seeds_spec = jax.ShapeDtypeStruct((n_seeds,), np.uint32)
+    t0 = time.perf_counter()
+    compiled = jax.jit(program).lower(hp_spec, seeds_spec).compile(compiler_options(optimizer))
+    compile_s = time.perf_counter() - t0
+    _COMPILED[cache_key] = compiled
+    return compiled, compile_s, False
+
+
+def clear_caches() -> None:
+    """Forget every compiled program of this process (cells and landscape)."""
+    from bench import landscape
+
+    _COMPILED.clear()
+    landscape.clear_cache()

@@ -1,0 +1,225 @@
+"""The results schema: column names, run statuses, the frame of a cell and its per-run summary.
+
+A cell's frame is tidy: one row per (hyperparameter point, seed, logged step), with the logged
+measurements, the run's summary repeated on each of its rows, and constants of the cell
+(problem, budget, timings). The store adds provenance columns (``bench.store``). Every other
+module names columns through the constants below, never as bare strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import problems
+from bench.grid import Grid
+
+# --- identity of a row --------------------------------------------------------------------
+PROBLEM = "problem"
+FAMILY = "family"
+DIM = "dim"
+OPTIMIZER = "optimizer"
+HP_INDEX = "hp_index"  # the hyperparameter point within its cell
+HP_PREFIX = "hp_"  # hp_<name>: the value of hyperparameter <name> at the row's point
+SEED = "seed"
+STEP = "step"
+
+# --- per logged step ----------------------------------------------------------------------
+LOSS = "loss"  # full loss
+GRAD_NORM = "grad_norm"  # norm of the full gradient
+N_VALUES = "n_values"  # cumulative oracle calls: function values,
+N_GRADS = "n_grads"  # gradients
+N_HVPS = "n_hvps"  # and Hessian-vector products
+
+# --- per run (repeated on each of the run's rows) -----------------------------------------
+FINAL_LOSS = "final_loss"
+FINAL_GRAD_NORM = "final_grad_norm"
+FINAL_GAP = "final_gap"  # final loss - f* (NaN where f* is unknown)
+HIT_STEP = "hit_step"  # first step at the target (-1: never)
+HIT_VALUES = "hit_values"  # oracle calls spent up to hit_step (-1: never)
+HIT_GRADS = "hit_grads"
+HIT_HVPS = "hit_hvps"
+DIVERGED_STEP = "diverged_step"  # first step with a non-finite or blown-up loss (-1: never)
+FINAL_LAMBDA_MIN = "final_lambda_min"  # extreme Hessian eigenvalues of the full loss at the end point
+FINAL_LAMBDA_MAX = "final_lambda_max"
+STATUS = "status"
+
+# --- per cell -----------------------------------------------------------------------------
+F_STAR = "f_star"
+F_TARGET = "f_target"
+STEPS = "steps"  # the step budget
+LOG_EVERY = "log_every"
+DTYPE = "dtype"
+COMPILE_S = "compile_s"  # seconds to compile the cell's program (0 when cached)
+COMPILE_CACHED = "compile_cached"
+CELL_RUN_S = "cell_run_s"  # wall seconds of the cell's compiled program, all its runs at once
+LANDSCAPE_S = "landscape_s"  # wall seconds of the end-point eigenvalues (overlapping the frame build)
+RUN_S_AMORTIZED = "run_s_amortized"  # cell_run_s / number of runs: a run's share of the cell's wall time
+
+STATUSES = (
+    "converged",
+    "diverged",
+    "stalled_at_saddle",
+    "stalled_at_minimum",
+    "budget_exhausted",
+)
+CONVERGED, DIVERGED, STALLED_AT_SADDLE, STALLED_AT_MINIMUM, BUDGET_EXHAUSTED = STATUSES
+
+# End-point classification thresholds: a run has stalled when its full-gradient norm is at
+# most GRAD_TOL; the end point is a saddle when lambda_min < -EIG_TOL * max(1, |lambda_max|).
+GRAD_TOL = 1e-3
+EIG_TOL = 1e-3
+
+RUN_COLUMNS = [
+    PROBLEM, FAMILY, DIM, OPTIMIZER, HP_INDEX, SEED, FINAL_LOSS, FINAL_GRAD_NORM, FINAL_GAP, HIT_STEP,
+    HIT_VALUES, HIT_GRADS, HIT_HVPS, DIVERGED_STEP, FINAL_LAMBDA_MIN, FINAL_LAMBDA_MAX, STATUS, F_STAR,
+    F_TARGET, STEPS, RUN_S_AMORTIZED,
+]
+
+
+def hp_columns(columns) -> list[str]:
+    """The ``hp_<name>`` hyperparameter columns among ``columns`` (not ``hp_index``)."""
+    return [c for c in columns if c.startswith(HP_PREFIX) and c != HP_INDEX]
+
+
+def classify(final_loss, final_grad, diverged, lam_min, lam_max, target) -> np.ndarray:
+    """Status of each run from its end point (vectorized over runs)."""
+    scale = np.maximum(1.0, np.abs(lam_max))
+    flat = final_grad <= GRAD_TOL
+    negative = lam_min < -EIG_TOL * scale
+    status = np.full(final_loss.shape, BUDGET_EXHAUSTED, dtype=object)
+    status[flat & negative] = STALLED_AT_SADDLE
+    status[flat & ~negative] = STALLED_AT_MINIMUM
+    status[final_loss <= target] = CONVERGED
+    status[diverged] = DIVERGED
+    return status
+
+
+@dataclasses.dataclass
+class CellOutputs:
+    """Everything a cell produced, as the frame builder needs it.
+
+    Attributes:
+      problem, grid, seeds, steps, log_every, dtype: what the cell ran.
+      arrays: the program's outputs as numpy arrays (``bench.program.Outputs`` without ``params``).
+      eigenvalues: waits for and returns the end points' (lambda_min, lambda_max), shape (H, S).
+      compile_s, compile_cached, cell_run_s: timings of the compiled program.
+      landscape_t0: ``time.perf_counter()`` when the end-point eigenvalues were started.
+    """
+
+    problem: problems.Problem
+    grid: Grid
+    seeds: list[int]
+    steps: int
+    log_every: int
+    dtype: str
+    arrays: dict[str, np.ndarray]
+    eigenvalues: Callable[[], tuple[np.ndarray, np.ndarray]]
+    compile_s: float
+    compile_cached: bool
+    cell_run_s: float
+    landscape_t0: float
+
+
+def to_frame(out: CellOutputs) -> pd.DataFrame:
+    """The tidy frame of a cell (see the module docstring)."""
+    import time
+
+    a = out.arrays
+    H, S, L = a[LOSS].shape
+    ref = out.problem.reference
+    n_runs = H * S
+    n_rows = n_runs * L
+    hp_idx = np.repeat(np.arange(H), S * L)
+
+    def per_run(v):  # a run-level value, repeated on each logged row of the run
+        return np.repeat(np.asarray(v).reshape(n_runs), L)
+
+    frame = {
+        PROBLEM: _const(out.problem.name, n_rows),
+        FAMILY: _const(out.problem.family, n_rows),
+        DIM: _const(out.problem.dim, n_rows),
+        OPTIMIZER: _const(out.grid.optimizer, n_rows),
+        HP_INDEX: hp_idx,
+    }
+    for k in out.grid.traced_names:
+        frame[HP_PREFIX + k] = np.asarray([p[k] for p in out.grid.points], np.float64)[hp_idx]
+    for k, v in out.grid.static.items():
+        frame[HP_PREFIX + k] = _const(v, n_rows)
+    counts = a["counts"].astype(np.int64)
+    frame.update({
+        SEED: np.tile(np.repeat(np.asarray(out.seeds, np.int64), L), H),
+        STEP: np.tile(np.arange(L, dtype=np.int64) * out.log_every, n_runs),
+        LOSS: a[LOSS].ravel().astype(np.float64),
+        GRAD_NORM: a[GRAD_NORM].ravel().astype(np.float64),
+        N_VALUES: counts[..., 0].ravel(),
+        N_GRADS: counts[..., 1].ravel(),
+        N_HVPS: counts[..., 2].ravel(),
+    })
+    final_loss = a[LOSS][..., -1].astype(np.float64)
+    final_grad = a[GRAD_NORM][..., -1].astype(np.float64)
+    diverged = (a[DIVERGED_STEP] >= 0) | ~np.isfinite(final_loss)
+    hit = a[HIT_STEP].astype(np.int64)
+    reached = hit >= 0
+    hit_counts = a["hit_counts"].astype(np.int64)
+    run = {
+        FINAL_LOSS: final_loss,
+        FINAL_GRAD_NORM: final_grad,
+        FINAL_GAP: final_loss - ref.f_star if ref.f_star is not None else np.full_like(final_loss, np.nan),
+        HIT_STEP: np.where(reached, hit, -1),
+        HIT_VALUES: np.where(reached, hit_counts[..., 0], -1),
+        HIT_GRADS: np.where(reached, hit_counts[..., 1], -1),
+        HIT_HVPS: np.where(reached, hit_counts[..., 2], -1),
+        DIVERGED_STEP: a[DIVERGED_STEP].astype(np.int64),
+    }
+    for k, v in run.items():
+        frame[k] = per_run(v)
+    lam_min, lam_max = out.eigenvalues()  # the landscape program ran while the columns above were built
+    landscape_s = time.perf_counter() - out.landscape_t0
+    frame[FINAL_LAMBDA_MIN] = per_run(lam_min.astype(np.float64))
+    frame[FINAL_LAMBDA_MAX] = per_run(lam_max.astype(np.float64))
+    status = classify(final_loss, final_grad, diverged, lam_min, lam_max, ref.f_target)
+    codes = np.searchsorted(_STATUS_SORTED, status.reshape(n_runs))
+    frame[STATUS] = pd.Categorical.from_codes(per_run(_STATUS_CODE[codes]), dtype=STATUS_DTYPE, validate=False)
+    frame.update({
+        F_STAR: _const(np.nan if ref.f_star is None else float(ref.f_star), n_rows),
+        F_TARGET: _const(float(ref.f_target), n_rows),
+        STEPS: _const(out.steps, n_rows),
+        LOG_EVERY: _const(out.log_every, n_rows),
+        DTYPE: _const(out.dtype, n_rows),
+        COMPILE_S: _const(out.compile_s, n_rows),
+        COMPILE_CACHED: _const(out.compile_cached, n_rows),
+        CELL_RUN_S: _const(out.cell_run_s, n_rows),
+        LANDSCAPE_S: _const(landscape_s, n_rows),
+        RUN_S_AMORTIZED: _const(out.cell_run_s / n_runs, n_rows),
+    })
+    return pd.DataFrame(frame, copy=False)
+
+
+STATUS_DTYPE = pd.CategoricalDtype(list(STATUSES))
+_STATUS_SORTED = np.asarray(sorted(STATUSES), dtype=object)
+_STATUS_CODE = np.asarray([STATUSES.index(x) for x in sorted(STATUSES)], np.int8)
+
+
+@functools.lru_cache(maxsize=256)
+def _one_category(value: str) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype([value])
+
+
+def _const(value: Any, n: int):
+    """A constant column; strings as a one-category Categorical (cheap to build and to store)."""
+    if isinstance(value, str):
+        return pd.Categorical.from_codes(np.zeros(n, np.int8), dtype=_one_category(value), validate=False)
+    return np.full(n, value)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (hyperparameter point x seed) from a cell frame (or several)."""
+    cols = [c for c in RUN_COLUMNS if c in df.columns] + hp_columns(df.columns)
+    last = df.loc[df[STEP].to_numpy() == df[STEPS].to_numpy(), cols]  # every run logs its last step
+    return last.sort_values([PROBLEM, OPTIMIZER, HP_INDEX, SEED]).reset_index(drop=True)
