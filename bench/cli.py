@@ -153,7 +153,7 @@ def cmd_report(args) -> int:
     md, csv = leaderboard.write(df, store.root, failures)
     print(f"wrote {md} and {csv}", file=sys.stderr)
     if not args.no_plots:
-        written = plots.write(df, store.root / "plots")
+        written = plots.write(df, store.root / "plots") + leaderboard.write_score_plots(df, store.root / "plots")
         print(f"wrote {len(written)} plots to {store.root / 'plots'}", file=sys.stderr)
     return 0
 

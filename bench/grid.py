@@ -14,6 +14,11 @@ Grid rules (what suites and ``--grid`` name):
   ``"defaults"``: the optimizer's registered defaults, one point.
   ``"lr<K>"``: K log-spaced learning rates across the optimizer's ``learning_rate`` search range
   (rounded to 3 significant digits); its defaults where it has no such range.
+  ``"qmc<K>"``: the defaults (point 0, the *defaults track*) and K quasi-random points over the
+  optimizer's whole registered search space: a scrambled Halton sequence (``scipy.stats.qmc``,
+  fixed seed, so the points are reproducible), each coordinate mapped onto its range, log-uniform
+  where the range is logarithmic, rounded to 3 significant digits. Every optimizer gets the same
+  number of points, whatever the size of its search space.
 """
 
 from __future__ import annotations
@@ -114,7 +119,32 @@ def expand(optimizer: str, hparams: HParams | Grid = None) -> Grid:
     return Grid(optimizer=optimizer, static=static, points=points)
 
 
-RULE_HELP = "'defaults' or 'lr<K>' (K log-spaced learning rates)"
+RULE_HELP = ("'defaults', 'lr<K>' (K log-spaced learning rates) or 'qmc<K>' (the defaults and K Halton points "
+             "over the whole search space)")
+
+# Seed of the Halton scrambling: part of what a grid rule means, so it never changes.
+QMC_SEED = 0
+
+
+def halton_points(optimizer: str, k: int) -> list[dict[str, float]]:
+    """K scrambled-Halton points over ``optimizer``'s registered search space (see ``qmc<K>``)."""
+    from scipy.stats import qmc
+
+    space = optimizers.spec(optimizer).search_space
+    if not space or k < 1:
+        return []
+    names = list(space)
+    u = qmc.Halton(d=len(names), scramble=True, seed=QMC_SEED).random(k)
+    points = []
+    for row in u:
+        point = {}
+        for name, x in zip(names, row):
+            r = space[name]
+            v = math.exp(math.log(r.low) + x * (math.log(r.high) - math.log(r.low))) if r.log \
+                else r.low + x * (r.high - r.low)
+            point[name] = float(f"{v:.3g}")
+        points.append(point)
+    return points
 
 
 def rule(optimizer: str, name: str, overrides: Mapping[str, Any] | None = None) -> Grid:
@@ -126,10 +156,12 @@ def rule(optimizer: str, name: str, overrides: Mapping[str, Any] | None = None) 
     base = optimizers.check_hparams(optimizer, {**spec.defaults, **(overrides or {})})
     if name == "defaults":
         return expand(optimizer, [base])
-    m = re.fullmatch(r"lr(\d+)", name)
+    m = re.fullmatch(r"(lr|qmc)(\d+)", name)
     if not m:
         raise ValueError(f"unknown grid rule {name!r}; valid: {RULE_HELP}")
-    k = int(m.group(1))
+    k = int(m.group(2))
+    if m.group(1) == "qmc":
+        return expand(optimizer, [base] + [{**base, **p} for p in halton_points(optimizer, k)])
     rng = spec.search_space.get("learning_rate")
     if rng is None or k < 1:
         return expand(optimizer, [base])

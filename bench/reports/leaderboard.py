@@ -1,19 +1,30 @@
 """The leaderboard: per problem, per optimizer, how often, how fast and at what cost.
 
+Cost is counted in gradient-equivalents (``bench.cost``: a gradient is 1, a function value and a
+Hessian-vector product weigh what XLA's flop count of each says, per problem), so a
+second-order step of 10-20 HVPs no longer counts like one gradient step.
+
 Selection is honest: where a cell holds several hyperparameter points, each optimizer's point
 is chosen on the tuning seeds (the first half of the cell's seeds, in order) by success rate,
-then median steps to target, then median final loss; every number in the table is then
-computed on the held-out seeds (the other half) only. A cell with one point reports all seeds.
+then median cost to target (failures count as infinite), then median final loss; every number
+in the table is then computed on the held-out seeds (the other half) only. A cell with one
+point reports all seeds. Where the cell's point 0 is the optimizer's registered defaults (the
+``qmc<K>`` grid rule), the *defaults track* (no tuning) is reported beside the tuned one, on the
+same held-out seeds.
 
 Columns:
   success: fraction of held-out runs that end at or below ``f_target`` (status converged),
     with its Wilson 95% interval.
+  cost: median gradient-equivalents spent to reach the target over successful runs, with a
+    bootstrap 95% interval of the median (``scipy.stats.bootstrap``, percentile method).
   steps: median [IQR] of the first step at the target, over successful runs.
   grads / HVPs / values: median oracle calls spent to reach the target (successful runs).
   gap: median final ``full_loss - f_star`` over all held-out runs.
-  seconds: median wall seconds per run (the cell's compiled run time over its runs).
-  statuses: counts of converged / diverged / stalled at a saddle / stalled at another
-    minimum / budget exhausted.
+  seconds: median wall seconds per run (the cell's compiled run time over its runs); seconds
+    to target are that times (hit_step + 1) / (steps + 1), the share of the run's evaluations up
+    to the one at the target (the program's steps all cost alike).
+  statuses: counts of converged / diverged / stalled at a saddle / at a degenerate saddle / at
+    another minimum / budget exhausted.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 import optimizers
+from bench import cost as costs
 from bench import schema as S
 
 STATUS_ABBREV = {
@@ -34,6 +46,17 @@ STATUS_ABBREV = {
     S.STALLED_AT_MINIMUM: "min",
     S.BUDGET_EXHAUSTED: "budget",
 }
+STATUS_ABBREV.update({s: s.replace("stalled_at_", "").replace("_", " ") for s in S.STATUSES
+                      if s not in STATUS_ABBREV})
+
+# Columns the leaderboard adds to the per-run frame.
+COST = "cost_to_target"  # gradient-equivalents spent up to the target (NaN: never reached)
+BUDGET_COST = "budget_cost"  # gradient-equivalents of the whole run
+SECONDS = "seconds_to_target"  # wall seconds up to the target (NaN: never reached)
+RUN_SECONDS = "run_seconds"  # wall seconds of the whole run
+SUCCESS = "success"
+
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -47,6 +70,65 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def median_interval(x, confidence: float = 0.95) -> tuple[float, float]:
+    """Bootstrap interval of the median (percentile method, fixed seed); NaN below two values."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    if np.all(x == x[0]):  # every resample has the same median
+        return (float(x[0]), float(x[0]))
+    from scipy import stats
+
+    res = stats.bootstrap((x,), np.median, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                          method="percentile", random_state=np.random.default_rng(0), vectorized=True)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def problem_weights(problem: str) -> costs.Weights | None:
+    """The problem's oracle weights, or None when it cannot be built here (e.g. no longer registered)."""
+    try:
+        return costs.weights(problem)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _weights_by_problem(runs: pd.DataFrame):
+    for problem, idx in runs.groupby(S.PROBLEM, sort=False).indices.items():
+        yield idx, problem_weights(problem) or costs.Weights(value=1.0, hvp=1.0, grad_flops=math.nan)
+
+
+def with_costs_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A per-run frame (``schema.summarize``) with success and the cost to target added."""
+    runs = runs.astype({c: object for c in runs.columns if c != S.STATUS and (
+        pd.api.types.is_string_dtype(runs[c]) or isinstance(runs[c].dtype, pd.CategoricalDtype))})
+    runs[SUCCESS] = (runs[S.STATUS] == S.CONVERGED).to_numpy()
+    cost = np.full(len(runs), np.nan)
+    for idx, w in _weights_by_problem(runs):
+        r = runs.iloc[idx]
+        cost[idx] = costs.gradient_equivalents(r[S.HIT_VALUES], r[S.HIT_GRADS], r[S.HIT_HVPS], w)
+    runs[COST] = np.where(runs[SUCCESS], cost, np.nan)
+    return runs
+
+
+def with_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """The per-run frame of logged rows ``df`` with costs and seconds, to target and of the whole run."""
+    runs = with_costs_from_runs(S.summarize(df))
+    last = df.loc[df[S.STEP].to_numpy() == df[S.STEPS].to_numpy(),
+                  [S.PROBLEM, S.OPTIMIZER, S.HP_INDEX, S.SEED, S.N_VALUES, S.N_GRADS, S.N_HVPS]]
+    last = last.sort_values([S.PROBLEM, S.OPTIMIZER, S.HP_INDEX, S.SEED]).reset_index(drop=True)  # as summarize
+    budget = np.full(len(runs), np.nan)
+    for idx, w in _weights_by_problem(runs):
+        lr = last.iloc[idx]
+        budget[idx] = costs.gradient_equivalents(lr[S.N_VALUES], lr[S.N_GRADS], lr[S.N_HVPS], w)
+    runs[BUDGET_COST] = budget
+    run_seconds = runs[S.RUN_S_AMORTIZED].to_numpy(np.float64)
+    runs[RUN_SECONDS] = run_seconds
+    # the share of the run's evaluations up to and including the one at the target (never 0)
+    frac = (runs[S.HIT_STEP].to_numpy(np.float64) + 1) / (runs[S.STEPS].to_numpy(np.float64) + 1)
+    runs[SECONDS] = np.where(runs[SUCCESS], run_seconds * frac, np.nan)
+    return runs
+
+
 def _split_seeds(seeds: np.ndarray) -> tuple[set, set]:
     s = sorted(set(seeds.tolist()))
     half = len(s) // 2
@@ -54,10 +136,10 @@ def _split_seeds(seeds: np.ndarray) -> tuple[set, set]:
 
 
 def _score(runs: pd.DataFrame) -> tuple:
-    ok = runs[S.STATUS] == S.CONVERGED
-    steps = np.where(ok, runs[S.HIT_STEP], np.inf)
+    ok = runs[SUCCESS].to_numpy()
+    cost = np.where(ok, runs[COST], np.inf)
     final = runs[S.FINAL_LOSS].fillna(np.inf)
-    return (-ok.mean(), float(np.median(steps)), float(np.median(final)))
+    return (-ok.mean(), float(np.median(cost)), float(np.median(final)))
 
 
 def _q(x: pd.Series, q: float) -> float:
@@ -65,7 +147,12 @@ def _q(x: pd.Series, q: float) -> float:
 
 
 def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
-    """(problem, optimizer, steps) -> (chosen hp_index, held-out seeds, how it was chosen)."""
+    """(problem, optimizer, steps) -> (chosen hp_index, held-out seeds, how it was chosen).
+
+    ``runs`` is ``with_costs``'s frame (a plain ``summarize`` frame is costed first).
+    """
+    if COST not in runs:
+        runs = with_costs_from_runs(runs)
     out = {}
     for key, g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
         n_points = g[S.HP_INDEX].nunique()
@@ -79,21 +166,62 @@ def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
     return out
 
 
-def table(df: pd.DataFrame) -> pd.DataFrame:
+def _is_defaults(g: pd.DataFrame, optimizer: str) -> bool:
+    """Whether hyperparameter point 0 of this cell is the optimizer's registered defaults."""
+    try:
+        defaults = optimizers.spec(optimizer).defaults
+    except KeyError:
+        return False
+    p0 = g[g[S.HP_INDEX] == 0]
+    if p0.empty:
+        return False
+    row = p0.iloc[0]
+    for c in S.hp_columns(g.columns):
+        name = c[len(S.HP_PREFIX):]
+        v = row[c]
+        if name in defaults and not (isinstance(v, float) and math.isnan(v)):
+            d = defaults[name]
+            if isinstance(d, float) and not math.isclose(float(v), float(np.float32(d)), rel_tol=1e-6) \
+                    and not math.isclose(float(v), d, rel_tol=1e-9):
+                return False
+            if not isinstance(d, float) and v != d:
+                return False
+    return True
+
+
+def evaluated_runs(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """The held-out runs at each cell's chosen point: what every reported number is computed on."""
+    keep = np.zeros(len(runs), bool)
+    for (problem, optimizer, steps), idx in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True).indices.items():
+        best, held, _ = chosen[(problem, optimizer, steps)]
+        g = runs.iloc[idx]
+        keep[idx] = ((g[S.HP_INDEX] == best) & g[S.SEED].isin(held)).to_numpy()
+    return runs[keep].reset_index(drop=True)
+
+
+def defaults_runs(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """The held-out runs at point 0 of cells whose point 0 is the registered defaults (the defaults track)."""
+    keep = np.zeros(len(runs), bool)
+    for (problem, optimizer, steps), idx in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True).indices.items():
+        g = runs.iloc[idx]
+        if g[S.HP_INDEX].nunique() > 1 and _is_defaults(g, optimizer):
+            keep[idx] = ((g[S.HP_INDEX] == 0) & g[S.SEED].isin(chosen[(problem, optimizer, steps)][1])).to_numpy()
+    return runs[keep].reset_index(drop=True)
+
+
+def table(df: pd.DataFrame, runs: pd.DataFrame | None = None, chosen: dict | None = None) -> pd.DataFrame:
     """One row per (problem, optimizer, steps): the leaderboard numbers (see module doc)."""
-    runs = S.summarize(df)
-    # plain object columns: the per-group boolean selections below are ~100x cheaper than on
-    # pyarrow-backed strings
-    runs = runs.astype({c: object for c in runs.columns if pd.api.types.is_string_dtype(runs[c])})
+    runs = with_costs(df) if runs is None else runs
     hp_cols = [S.HP_INDEX] + S.hp_columns(runs.columns)  # the chosen point and its values
-    chosen = selection(runs)
+    chosen = selection(runs) if chosen is None else chosen
     rows = []
     for (problem, optimizer, steps), g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
         best, held, how = chosen[(problem, optimizer, steps)]
         ev = g[(g[S.HP_INDEX] == best) & g[S.SEED].isin(held)]
-        ok = ev[ev[S.STATUS] == S.CONVERGED]
+        ok = ev[ev[SUCCESS]]
         n, k = len(ev), len(ok)
         lo, hi = wilson(k, n)
+        c_lo, c_hi = median_interval(ok[COST])
         row = {
             "problem": problem,
             "optimizer": optimizer,
@@ -102,6 +230,10 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
             "success": k / n if n else math.nan,
             "success_lo": lo,
             "success_hi": hi,
+            "cost_median": _q(ok[COST], 0.5),
+            "cost_lo": c_lo,
+            "cost_hi": c_hi,
+            "seconds_to_target_median": _q(ok[SECONDS], 0.5),
             "steps_median": _q(ok[S.HIT_STEP], 0.5),
             "steps_q25": _q(ok[S.HIT_STEP], 0.25),
             "steps_q75": _q(ok[S.HIT_STEP], 0.75),
@@ -110,9 +242,13 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
             "values_median": _q(ok[S.HIT_VALUES], 0.5),
             "gap_median": float(np.median(ev[S.FINAL_GAP])) if n else math.nan,
             "final_loss_median": float(np.median(ev[S.FINAL_LOSS])) if n else math.nan,
-            "run_seconds_median": float(np.median(ev[S.RUN_S_AMORTIZED])) if n else math.nan,
+            "run_seconds_median": float(np.median(ev[RUN_SECONDS])) if n else math.nan,
             "selection": how,
         }
+        if g[S.HP_INDEX].nunique() > 1 and _is_defaults(g, optimizer):
+            dv = g[(g[S.HP_INDEX] == 0) & g[S.SEED].isin(held)]
+            row["defaults_success"] = float(dv[SUCCESS].mean()) if len(dv) else math.nan
+            row["defaults_cost_median"] = _q(dv[dv[SUCCESS]][COST], 0.5)
         for s in S.STATUSES:
             row[f"n_{s}"] = int((ev[S.STATUS] == s).sum())
         for c in hp_cols:
@@ -122,10 +258,57 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["_steps_key"] = out["steps_median"].fillna(np.inf)
-    out = out.sort_values([S.PROBLEM, "success", "_steps_key", "gap_median"],
-                          ascending=[True, False, True, True]).drop(columns="_steps_key")
+    out["_cost_key"] = out["cost_median"].fillna(np.inf)
+    out = out.sort_values([S.PROBLEM, "success", "_cost_key", "gap_median"],
+                          ascending=[True, False, True, True]).drop(columns="_cost_key")
     return out.reset_index(drop=True)
+
+
+# The cost of a run that starts at the target is 0 oracle calls; +1 counts the evaluation at
+# which the target was seen, so performance ratios are defined (``score.ratios``).
+COST_SHIFT = 1.0
+
+
+def scored_problems(ev: pd.DataFrame) -> list[str]:
+    """Problems on which at least one evaluated run reached the target: only they can rank anything."""
+    return sorted(ev.loc[ev[SUCCESS], S.PROBLEM].unique())
+
+
+def overall(ev: pd.DataFrame, defaults: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Scores across problems from the evaluated runs (``evaluated_runs``).
+
+    Returns ``costs`` and ``seconds`` (problems x optimizers: median over held-out runs of the
+    cost to target, failures +inf), ``art`` (COCO's aRT in gradient-equivalents) and ``summary``
+    (per optimizer: AlgoPerf score in gradient-equivalents and in seconds, problems solved, and
+    the defaults track's score where ``defaults`` runs are given), all over ``scored_problems``.
+    """
+    from bench.reports import score
+
+    keep = set(scored_problems(ev))
+    ev = ev[ev[S.PROBLEM].isin(keep)]
+    out: dict[str, pd.DataFrame] = {}
+    if ev.empty:
+        return out
+    out["costs"] = score.cost_to_target(ev, COST, success_col=SUCCESS)
+    out["seconds"] = score.cost_to_target(ev, SECONDS, success_col=SUCCESS)
+    out["art"] = score.expected_runtime(ev, COST, BUDGET_COST, success_col=SUCCESS)
+    summary = pd.DataFrame({
+        "score_cost": score.algoperf_score(out["costs"], shift=COST_SHIFT),
+        "score_seconds": score.algoperf_score(out["seconds"]),
+        "solved": np.isfinite(out["costs"].to_numpy()).sum(axis=0),
+        "success_mean": ev.groupby(S.OPTIMIZER)[SUCCESS].mean(),
+    })
+    if defaults is not None and not defaults.empty:
+        d = defaults[defaults[S.PROBLEM].isin(keep)]
+        dc = score.cost_to_target(d, COST, success_col=SUCCESS).reindex(index=out["costs"].index)
+        # the defaults are scored against the tuned field: best cost per problem from either
+        both = pd.concat([out["costs"], dc.add_suffix(" (defaults)")], axis=1)
+        dscore = score.algoperf_score(both, shift=COST_SHIFT)
+        summary["score_cost_defaults"] = pd.Series({c[: -len(" (defaults)")]: v for c, v in dscore.items()
+                                                    if c.endswith(" (defaults)")})
+    out["summary"] = summary.sort_values("score_cost", ascending=False)
+    out["n_problems"] = pd.DataFrame({"n": [len(keep)]})
+    return out
 
 
 def _fmt_num(x: float, digits: int = 3) -> str:
@@ -156,11 +339,35 @@ def _hp_text(row: pd.Series) -> str:
     return ", ".join(parts) if parts else "defaults"
 
 
-def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
-    """The leaderboard as Markdown: provenance, a success matrix, one table per problem."""
+def _short_names(problems_: list[str]) -> dict[str, str]:
+    short = {p: p.split("(")[0] for p in problems_}
+    return short if len(set(short.values())) == len(problems_) else {p: p for p in problems_}
+
+
+def _matrix(lines: list[str], frame: pd.DataFrame, fmt, order: list[str] | None = None) -> None:
+    """A problems x optimizers frame as a Markdown table with optimizers as rows."""
+    probs = list(frame.index)
+    short = _short_names(probs)
+    lines.append("| optimizer | " + " | ".join(short[p] for p in probs) + " |")
+    lines.append("|---|" + "---:|" * len(probs))
+    for opt in order or list(frame.columns):
+        if opt in frame.columns:
+            lines.append(f"| {opt} | " + " | ".join(fmt(frame.loc[p, opt]) for p in probs) + " |")
+    lines.append("")
+
+
+def _fmt_cost(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "∞" if math.isinf(x) else _fmt_num(x)
+
+
+def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None) -> str:
+    """The leaderboard as Markdown: provenance, scores across problems, a success matrix, one table per problem."""
     lines = ["# Leaderboard", ""]
     if tab.empty:
         return "\n".join(lines + ["No results yet: run `python -m bench run --suite quick`.", ""])
+    ov = ov or {}
     prov = runs_frame.iloc[0]
     commits = sorted(set(runs_frame["git_commit"].dropna().astype(str))) if "git_commit" in runs_frame else []
     lines += [
@@ -172,51 +379,89 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame) -> str:
         "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (first half)",
         "and every number below is measured on the held-out seeds (second half). *success*: share of",
         "held-out runs ending at or below the problem's target value, with its Wilson 95% interval.",
-        "*steps*, *grads*, *HVPs*, *values*: medians over successful runs of the first step at the",
-        "target and of the oracle calls (gradients, Hessian-vector products, function values) spent",
-        "to get there ([IQR] for steps). *gap*: median final loss minus the known optimum f* (float32:",
-        "a gap of -1e-5 at |f*| = 700 is round-off). *s/run*: median wall seconds per run. *end*: how",
-        "runs ended (conv / div = diverged / saddle = stalled at a saddle / min = stalled at a",
-        "non-target minimum / budget = still moving).",
-        "",
-        "## Success rate by problem",
+        "*cost*: median gradient-equivalents to the target over successful runs (a gradient is 1; a",
+        "function value and a Hessian-vector product weigh their XLA flop count relative to a gradient,",
+        "per problem: see the weights below), with a bootstrap 95% interval of the median. *steps*,",
+        "*grads*, *HVPs*, *values*: medians over successful runs of the first step at the target and of",
+        "the oracle calls spent to get there ([IQR] for steps). *gap*: median final loss minus the known",
+        "optimum f* (float32: a gap of -1e-5 at |f*| = 700 is round-off). *s/run*: median wall seconds",
+        "per run. *end*: how runs ended (conv / div = diverged / saddle = stalled at a strict saddle /",
+        "degenerate saddle / min = stalled at a non-target minimum / budget = still moving).",
         "",
     ]
-    pivot = tab.pivot_table(index="optimizer", columns="problem", values="success", aggfunc="first")
-    probs = list(pivot.columns)
-    short = {p: p.split("(")[0] for p in probs}
-    if len(set(short.values())) < len(probs):
-        short = {p: p for p in probs}
-    pivot = pivot.assign(_mean=pivot.mean(axis=1)).sort_values("_mean", ascending=False)
-    lines.append("| optimizer | " + " | ".join(short[p] for p in probs) + " | mean |")
-    lines.append("|---|" + "---:|" * (len(probs) + 1))
-    for opt, r in pivot.iterrows():
-        cells = [_fmt_pct(r[p]) for p in probs]
-        lines.append(f"| {opt} | " + " | ".join(cells) + f" | {_fmt_pct(r['_mean'])} |")
-    lines.append("")
+    summary = ov.get("summary")
+    if summary is not None and not summary.empty:
+        n_prob = int(ov["n_problems"]["n"].iloc[0])
+        excluded = sorted(set(tab["problem"]) - set(ov["costs"].index))
+        has_defaults = "score_cost_defaults" in summary
+        lines += [
+            "## Scores across problems",
+            "",
+            "AlgoPerf performance-profile score (Dahl et al. 2023): per problem, each optimizer's median",
+            "cost to target over held-out runs (infinite when half or more fail) divided by the best",
+            "optimizer's; the profile rho(tau), the share of problems within a factor tau of the best,",
+            "integrated over tau in [1, 4] and normalised to [0, 1]. 1: cheapest on every problem; 0: never",
+            f"within 4x of the best. Over the {n_prob} problems where some run reached the target"
+            + (f"; not scored, as no held-out run of any optimizer reached their target: "
+               f"{', '.join(excluded)}." if excluded else "."),
+            "*solved*: problems whose median held-out run reached the target."
+            + (" *defaults*: the same score for the registered defaults, untuned, against the tuned field."
+               if has_defaults else ""),
+            "",
+            "| optimizer | score (gradient-equivalents) | score (seconds) | solved | mean success |"
+            + (" score, defaults |" if has_defaults else ""),
+            "|---|---:|---:|---:|---:|" + ("---:|" if has_defaults else ""),
+        ]
+        for opt, r in summary.iterrows():
+            lines.append(f"| {opt} | {r['score_cost']:.3f} | {r['score_seconds']:.3f} | {int(r['solved'])}/{n_prob} | "
+                         f"{_fmt_pct(r['success_mean'])} |"
+                         + (f" {_fmt_num(r['score_cost_defaults'])} |" if has_defaults else ""))
+        lines += ["", "Performance profiles and runtime ECDF: `plots/performance_profile.png`, "
+                  "`plots/performance_profile_seconds.png`, `plots/runtime_ecdf.png`.", "",
+                  "### Average running time (COCO aRT, gradient-equivalents)", "",
+                  "Total cost of all held-out runs (successful ones up to the target, failed ones their whole budget)",
+                  "divided by the number that reached the target (Hansen et al. 2021); ∞: none did.", ""]
+        _matrix(lines, ov["art"], _fmt_cost, order=list(summary.index))
+    lines += ["## Success rate by problem", ""]
+    pivot = tab.pivot_table(index="problem", columns="optimizer", values="success", aggfunc="first")
+    order = list(pivot.mean(axis=0).sort_values(ascending=False).index)
+    _matrix(lines, pivot, _fmt_pct, order=order)
     for problem, g in tab.groupby(S.PROBLEM, sort=True):
         g0 = g.iloc[0]
         ref = runs_frame[runs_frame[S.PROBLEM] == problem].iloc[0]
         f_star = ref[S.F_STAR]
+        w = problem_weights(problem)
+        weights = (f"oracle weights: value {w.value:.2f}, HVP {w.hvp:.2f} gradients (gradient "
+                   f"{w.grad_flops:.3g} flops)" if w is not None and not math.isnan(w.grad_flops)
+                   else "oracle weights unknown: every call counts as a gradient")
+        has_defaults = "defaults_success" in g and g["defaults_success"].notna().any()
         lines += [
             f"## {problem}",
             "",
             f"f* = {_fmt_num(f_star, 7)}, target f <= {_fmt_num(ref[S.F_TARGET], 7)}, "
             f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
-            f"({g0['selection']}).",
+            f"({g0['selection']}); {weights}.",
             "",
-            "| optimizer | hparams | success [95% CI] | steps [IQR] | grads | HVPs | values | gap | s/run | end |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| optimizer | hparams | success [95% CI] | cost [95% CI] | steps [IQR] | grads | HVPs | values | gap "
+            "| s/run | end |" + (" defaults: success, cost |" if has_defaults else ""),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if has_defaults else ""),
         ]
         for _, r in g.iterrows():
             steps = "–" if math.isnan(r["steps_median"]) else (
                 f"{_fmt_num(r['steps_median'])} [{_fmt_num(r['steps_q25'])}, {_fmt_num(r['steps_q75'])}]")
+            cost = "–" if math.isnan(r["cost_median"]) else (
+                f"{_fmt_num(r['cost_median'])}" + ("" if math.isnan(r["cost_lo"]) else
+                                                   f" [{_fmt_num(r['cost_lo'])}, {_fmt_num(r['cost_hi'])}]"))
             end = " ".join(f"{STATUS_ABBREV[s]} {r[f'n_{s}']}" for s in S.STATUSES if r[f"n_{s}"])
+            dflt = ""
+            if has_defaults:
+                dflt = (f" {_fmt_pct(r['defaults_success'])}, {_fmt_num(r['defaults_cost_median'])} |"
+                        if not math.isnan(r.get("defaults_success", math.nan)) else " – |")
             lines.append(
                 f"| {r['optimizer']} | {_hp_text(r)} | {_fmt_pct(r['success'])} "
-                f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {steps} | "
+                f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {cost} | {steps} | "
                 f"{_fmt_num(r['grads_median'])} | {_fmt_num(r['hvps_median'])} | {_fmt_num(r['values_median'])} | "
-                f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |"
+                f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |" + dflt
             )
         lines.append("")
     return "\n".join(lines)
@@ -237,14 +482,49 @@ def failures_markdown(failures: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def build(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The per-problem table and the scores across problems (``overall``) of a logged frame."""
+    runs = with_costs(df)
+    chosen = selection(runs)
+    tab = table(df, runs, chosen)
+    ov = overall(evaluated_runs(runs, chosen), defaults_runs(runs, chosen))
+    return tab, ov
+
+
 def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None = None
           ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Write ``LEADERBOARD.md`` and ``leaderboard.csv`` into ``out_dir``; return their paths."""
+    """Write ``LEADERBOARD.md`` and ``leaderboard.csv`` into ``out_dir`` (and the score plots
+    into ``out_dir/plots``); return the two paths."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tab = table(df) if not df.empty else pd.DataFrame()
+    tab, ov = build(df) if not df.empty else (pd.DataFrame(), {})
     md = out_dir / "LEADERBOARD.md"
     csv = out_dir / "leaderboard.csv"
-    md.write_text(markdown(tab, df) + "\n" + failures_markdown(failures or {}))
+    md.write_text(markdown(tab, df, ov) + "\n" + failures_markdown(failures or {}))
     tab.to_csv(csv, index=False)
+    if ov.get("summary") is not None:
+        ov["summary"].to_csv(out_dir / "scores.csv", index_label="optimizer")
     return md, csv
+
+
+def write_score_plots(df: pd.DataFrame, plot_dir: str | pathlib.Path) -> list[pathlib.Path]:
+    """Performance profiles (gradient-equivalents, seconds) and the runtime ECDF as PNGs."""
+    from bench.reports import profiles, score
+
+    plot_dir = pathlib.Path(plot_dir)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    runs = with_costs(df)
+    chosen = selection(runs)
+    ev = evaluated_runs(runs, chosen)
+    ov = overall(ev)
+    if not ov:
+        return []
+    ev = ev[ev[S.PROBLEM].isin(set(ov["costs"].index))]
+    return [
+        profiles.write_profile(ov["costs"], plot_dir / "performance_profile.png",
+                               "gradient-equivalents to target (median over held-out runs)", shift=COST_SHIFT),
+        profiles.write_profile(ov["seconds"], plot_dir / "performance_profile_seconds.png",
+                               "seconds to target (median over held-out runs)"),
+        profiles.write_ecdf(score.runtime_ecdf(ev, COST, success_col=SUCCESS), plot_dir / "runtime_ecdf.png",
+                            "gradient-equivalents to target"),
+    ]

@@ -68,3 +68,32 @@ def test_suite_overrides_fix_hyperparameters_in_every_grid_point():
     assert len({p["learning_rate"] for p in cells[0].grid.full_points()}) == 5
     with pytest.raises(TypeError, match="unknown hyperparameter"):
         grid.rule("stochastic_cubic", "lr5", {"T_subb": 20})
+
+
+def test_scores_leave_out_problems_no_run_solved_and_rank_by_cost():
+    # problem p: optimizer a reaches the target at 10 gradients on every held-out run, b at 30;
+    # problem q: nobody does, so it cannot rank anything and is left out of the scores
+    frames = []
+    for opt, hit in (("a", 10), ("b", 30)):
+        f = synthetic([(0, 0.1, s, "converged", hit, 0.0) for s in range(4)])
+        frames.append(f.assign(optimizer=opt))
+        g = synthetic([(0, 0.1, s, "budget_exhausted", -1, 1.0) for s in range(4)])
+        frames.append(g.assign(optimizer=opt, problem="q(a=1)"))
+    df = pd.concat(frames, ignore_index=True).assign(cell_key="k", utc_time="2026-12-01T00:00:00+00:00")
+    tab, ov = leaderboard.build(df)
+    assert list(ov["costs"].index) == ["p(a=1)"]
+    # unknown problems weigh every oracle call as a gradient: cost = hit_grads; ratios with the
+    # +1 shift: a (10+1)/(10+1) = 1, b (30+1)/(10+1) = 2.82 -> score (4 - 2.82) / 3
+    assert ov["summary"].loc["a", "score_cost"] == pytest.approx(1.0)
+    assert ov["summary"].loc["b", "score_cost"] == pytest.approx((4 - 31 / 11) / 3)
+    md = leaderboard.markdown(tab, df, ov)
+    assert "not scored, as no held-out run of any optimizer reached their target: q(a=1)" in md
+    assert tab.loc[(tab.optimizer == "a") & (tab.problem == "p(a=1)"), "cost_median"].item() == 10.0
+
+
+def test_median_interval_covers_the_median_and_degenerates_sensibly():
+    x = np.arange(1.0, 33.0)
+    lo, hi = leaderboard.median_interval(x)
+    assert lo <= np.median(x) <= hi and hi - lo < 16
+    assert leaderboard.median_interval([5.0, 5.0, 5.0]) == (5.0, 5.0)
+    assert all(np.isnan(leaderboard.median_interval([5.0])))
