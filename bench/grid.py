@@ -24,6 +24,7 @@ Grid rules (what suites and ``--grid`` name):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -126,13 +127,17 @@ RULE_HELP = ("'defaults', 'lr<K>' (K log-spaced learning rates) or 'qmc<K>' (the
 QMC_SEED = 0
 
 
-def halton_points(optimizer: str, k: int) -> list[dict[str, float]]:
-    """K scrambled-Halton points over ``optimizer``'s registered search space (see ``qmc<K>``)."""
+@functools.lru_cache(maxsize=256)
+def halton_points(optimizer: str, k: int) -> tuple[dict[str, float], ...]:
+    """K scrambled-Halton points over ``optimizer``'s registered search space (see ``qmc<K>``).
+
+    Cached: callers copy the points, never change them.
+    """
     from scipy.stats import qmc
 
     space = optimizers.spec(optimizer).search_space
     if not space or k < 1:
-        return []
+        return ()
     names = list(space)
     u = qmc.Halton(d=len(names), scramble=True, seed=QMC_SEED).random(k)
     points = []
@@ -144,7 +149,7 @@ def halton_points(optimizer: str, k: int) -> list[dict[str, float]]:
                 else r.low + x * (r.high - r.low)
             point[name] = float(f"{v:.3g}")
         points.append(point)
-    return points
+    return tuple(points)
 
 
 def rule(optimizer: str, name: str, overrides: Mapping[str, Any] | None = None) -> Grid:
@@ -161,7 +166,7 @@ def rule(optimizer: str, name: str, overrides: Mapping[str, Any] | None = None) 
         raise ValueError(f"unknown grid rule {name!r}; valid: {RULE_HELP}")
     k = int(m.group(2))
     if m.group(1) == "qmc":
-        return expand(optimizer, [base] + [{**base, **p} for p in halton_points(optimizer, k)])
+        return expand(optimizer, [base, *({**base, **p} for p in halton_points(optimizer, k))])
     rng = spec.search_space.get("learning_rate")
     if rng is None or k < 1:
         return expand(optimizer, [base])

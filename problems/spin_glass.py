@@ -8,10 +8,54 @@ problem reports ``full_loss = H(s)/N``.
 
 Chart and retraction: the optimizer moves w in R^N and the energy is evaluated at
 s = sqrt(N) w/|w|, which leaves it scale-invariant in w (its gradient is tangent to the sphere
-through w); ``retract(w) = w/|w|`` projects back onto the unit sphere, where the iterates live. H depends only on the
+through w); ``retract(w) = w/|w|`` projects back onto the unit sphere, where the iterates live
+(``init`` draws on it and the runner retracts after every step). H depends only on the
 symmetric part of J, so the coupling tensor is symmetrized (averaged over the p! index
 permutations) once at construction; then the local field v = T.s^{p-1} (p-1 successive
 contractions) gives both H = v.s and its gradient p v in one pass over the tensor.
+
+Riemannian second order. Write F(w) = H(sqrt(N) w)/N for the energy per spin on R^N and
+f_c(w) = F(w/|w|) for the chart. On the unit sphere the chart's gradient g = P grad F(w),
+P = I - w w^T, is already the Riemannian gradient, but its Euclidean Hessian is not the
+Riemannian Hessian: scale invariance (grad f_c(w).w = 0 for every w) gives H_c w = -g, so in
+(tangent, radial) blocks
+
+    H_c = [[Hess F(w), -g], [-g^T, 0]],   Hess F(w) = P grad^2 F(w) P - (w.grad F(w)) P,
+
+where Hess F(w) is the Riemannian Hessian (the projection w/|w| is a second-order retraction:
+its second derivative along a tangent v is -|v|^2 w, normal to the sphere, so the tangent block
+of the chart's Hessian is exact). The off-diagonal -g makes Newton's step H_c^{-1} g = -w
+exactly radial, which the retraction undoes ("Newton never moves"), and puts a spurious
+direction into every Hessian eigenvalue computed at an end point. So the loss is the pullback
+of the chart through the tangent projection at the point x where it is evaluated,
+
+    f(x) = f_c(w0 + P0 d) + c_r/2 (w0.d)^2/|w0|^2,
+    w0 = stop_gradient(x),  d = x - w0,  P0 d = d - w0 (w0.d)/|w0|^2.
+
+d is exactly zero there (x - x), so w0 + P0 d is bitwise w0 and the radial term an exact zero:
+``full_loss`` values are bitwise those of the chart. Its gradient is P0 grad f_c(x), the
+chart's gradient (already tangent) projected once more, equal to it up to float round-off. Its
+Hessian, as autodiff sees it (``jax.jvp(jax.grad(f), ...)``, ``jax.hessian``: w0 carries no
+derivatives), is P0 H_c P0 + c_r w0 w0^T/|w0|^2, which at |x| = 1 is
+
+    Hess f(x) = P grad^2 F(x) P - (x.grad F(x)) P + c_r x x^T,
+
+the Riemannian Hessian on the tangent space and a declared constant curvature c_r on the
+radial direction: Newton-type steps (H + lambda I)^{-1} g with a tangent g are tangent, and no
+artefact enters the spectrum. (Off the sphere, where no run goes, the tangent block is the
+Riemannian Hessian at x/|x| divided by |x|^2, as the chart's scale invariance dictates.) The
+gradient field x -> grad f(x) is still the chart's, so differences of gradients (L-BFGS pairs,
+finite differences) still see the chart's Hessian; only autodiff's second order sees this one.
+The cost is the chart's plus O(N).
+
+The radial constant is c_r = p E_inf = 2 sqrt(p (p-1)) (``radial_curvature(p)``): the tangent
+spectrum at a point of energy u per spin is, for large N, a semicircle of radius 2 sqrt(p(p-1))
+centred at -p u (for p = 2 exactly 2 (lambda_j - lambda_i), j != i, at the eigenvector of
+lambda_i), so c_r is its centre at the threshold energy u = -E_inf and lies inside the tangent
+spectrum at the minima and low saddles that runs reach: there the radial direction is neither
+the smallest nor the largest eigenvalue reported, and it never adds a zero or negative one.
+(At a random start, u ~ 0, c_r sits near the upper edge of the spectrum and can be the largest
+eigenvalue; the smallest is then negative and tangent.)
 
 Reference values (Auffinger, Ben Arous and Cerny 2013, "Random matrices and complexity of spin
 glasses", CPAM 66(2)). For p >= 3 the mean number of critical points of index k with energy
@@ -66,6 +110,11 @@ P2_TARGET_TOLERANCE = 1e-3  # per spin, above the exact p = 2 ground state
 def threshold_energy(p: int) -> float:
     """E_inf = 2 sqrt((p-1)/p); the threshold energy per spin is -E_inf."""
     return 2.0 * math.sqrt((p - 1) / p)
+
+
+def radial_curvature(p: int) -> float:
+    """c_r = p E_inf = 2 sqrt(p (p-1)): the loss's Hessian eigenvalue along the radial direction."""
+    return p * threshold_energy(p)
 
 
 def complexity(u: float, p: int, k: int = 0) -> float:
@@ -187,8 +236,18 @@ def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
     def retract(w):
         return w / jnp.linalg.norm(w)
 
-    def full_loss(w):
+    def chart_loss(w):
         return energy(sqrt_n * retract(w)) / n
+
+    c_r = radial_curvature(p)
+
+    def full_loss(w):
+        # The chart pulled back through the tangent projection at w, plus c_r/2 (radial part)^2:
+        # value bitwise the chart's, Hessian the Riemannian one plus c_r w w^T (module doc).
+        w0 = jax.lax.stop_gradient(w)
+        d = w - w0  # exactly zero, carrying w's derivatives
+        radial = (w0 @ d) / (w0 @ w0)
+        return chart_loss(w0 + (d - radial * w0)) + 0.5 * c_r * radial * (w0 @ d)
 
     def init(key):
         return retract(jax.random.normal(key, (n,), jnp.float32))

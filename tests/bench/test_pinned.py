@@ -3,7 +3,9 @@
 ``pinned_cells.json`` holds, for a few small cells covering first-order, noisy, perturbed,
 Krylov and cubic methods on deterministic, stochastic and spherical problems, SHA-256 digests of
 the ``loss`` and ``grad_norm`` columns, every run's ``hit_step`` and final loss, as computed by
-the runner before the architecture refactor (commit 595d018, jax 0.10.2 on x86 CPU). On that
+the runner before the architecture refactor (commit 595d018, jax 0.10.2 on x86 CPU); the spin-glass
+cell was re-pinned when its loss became the tangent pullback (a change of numbers, schema 3:
+values bitwise equal, gradients and so the trajectory equal to float32 round-off). On that
 jax/jaxlib version and backend the bits must be identical; on another one XLA may round
 differently, so there the final losses are compared to float32 round-off (1e-5 relative) only.
 """
