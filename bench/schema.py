@@ -47,6 +47,7 @@ HIT_HVPS = "hit_hvps"
 DIVERGED_STEP = "diverged_step"  # first step with a non-finite or blown-up loss (-1: never)
 FINAL_LAMBDA_MIN = "final_lambda_min"  # extreme Hessian eigenvalues of the full loss at the end point
 FINAL_LAMBDA_MAX = "final_lambda_max"
+FINAL_PROBE_DROP = "final_probe_drop"  # largest drop below the first-order model found near the end point
 STATUS = "status"
 
 # --- per cell -----------------------------------------------------------------------------
@@ -65,20 +66,31 @@ STATUSES = (
     "converged",
     "diverged",
     "stalled_at_saddle",
+    "stalled_at_degenerate_saddle",
     "stalled_at_minimum",
     "budget_exhausted",
 )
-CONVERGED, DIVERGED, STALLED_AT_SADDLE, STALLED_AT_MINIMUM, BUDGET_EXHAUSTED = STATUSES
+(CONVERGED, DIVERGED, STALLED_AT_SADDLE, STALLED_AT_DEGENERATE_SADDLE, STALLED_AT_MINIMUM,
+ BUDGET_EXHAUSTED) = STATUSES
 
 # End-point classification thresholds: a run has stalled when its full-gradient norm is at
-# most GRAD_TOL; the end point is a saddle when lambda_min < -EIG_TOL * max(1, |lambda_max|).
+# most GRAD_TOL; the end point is a saddle when lambda_min < -EIG_TOL * max(1, |lambda_max|),
+# else a degenerate saddle when the landscape probe found a drop of more than PROBE_RTOL * |f|
+# below the first-order model (``bench.landscape``), else a minimum.
 GRAD_TOL = 1e-3
 EIG_TOL = 1e-3
+# The probe's drop is a difference of two float32 loss values (plus a tiny first-order term);
+# each carries a relative round-off of a few tens of eps32 = 1.2e-7 in a reduction over up to
+# ~10^4 terms (pairwise summation: ~log2(terms) eps), so 1e-5 |f| (~84 eps) is round-off's ceiling
+# with room to spare: a loss of 10^6 computed through cancelling terms of 10^6 moves by ~0.06 along
+# a flat direction, under the 10 this allows. A real cubic term c r^3 at r = 0.1 clears it for
+# |c| > 1e-2 |f| (the depth-3 deep linear origin: f = 4.7, drop 4.7e-4 after the power steps).
+PROBE_RTOL = 1e-5
 
 RUN_COLUMNS = [
     PROBLEM, FAMILY, DIM, OPTIMIZER, HP_INDEX, SEED, FINAL_LOSS, FINAL_GRAD_NORM, FINAL_GAP, HIT_STEP,
-    HIT_VALUES, HIT_GRADS, HIT_HVPS, DIVERGED_STEP, FINAL_LAMBDA_MIN, FINAL_LAMBDA_MAX, STATUS, F_STAR,
-    F_TARGET, STEPS, RUN_S_AMORTIZED,
+    HIT_VALUES, HIT_GRADS, HIT_HVPS, DIVERGED_STEP, FINAL_LAMBDA_MIN, FINAL_LAMBDA_MAX, FINAL_PROBE_DROP,
+    STATUS, F_STAR, F_TARGET, STEPS, RUN_S_AMORTIZED,
 ]
 
 
@@ -87,14 +99,27 @@ def hp_columns(columns) -> list[str]:
     return [c for c in columns if c.startswith(HP_PREFIX) and c != HP_INDEX]
 
 
-def classify(final_loss, final_grad, diverged, lam_min, lam_max, target) -> np.ndarray:
-    """Status of each run from its end point (vectorized over runs)."""
+def classify(final_loss, final_grad, diverged, lam_min, lam_max, target, *, probe_drop) -> np.ndarray:
+    """Status of each run from its end point (vectorized over runs).
+
+    In order of precedence: ``diverged``; ``converged`` (final loss <= target); else, if the
+    gradient norm is at most ``GRAD_TOL`` (stalled): ``stalled_at_saddle`` when
+    lambda_min < -EIG_TOL max(1, |lambda_max|) (a strict saddle: second order proves descent),
+    ``stalled_at_degenerate_saddle`` when there is no such negative curvature but the landscape
+    probe (``bench.landscape.end_point_probe``) found f more than PROBE_RTOL |f| below its
+    first-order model near the end point (higher-order descent: at a singular Hessian the
+    second-order test decides nothing), ``stalled_at_minimum`` when it found none (no proof of
+    minimality: "no descent found"); else ``budget_exhausted``. A NaN ``probe_drop`` counts as no
+    descent found.
+    """
     scale = np.maximum(1.0, np.abs(lam_max))
     flat = final_grad <= GRAD_TOL
     negative = lam_min < -EIG_TOL * scale
+    descent = np.asarray(probe_drop) > PROBE_RTOL * np.abs(final_loss)
     status = np.full(final_loss.shape, BUDGET_EXHAUSTED, dtype=object)
     status[flat & negative] = STALLED_AT_SADDLE
-    status[flat & ~negative] = STALLED_AT_MINIMUM
+    status[flat & ~negative & descent] = STALLED_AT_DEGENERATE_SADDLE
+    status[flat & ~negative & ~descent] = STALLED_AT_MINIMUM
     status[final_loss <= target] = CONVERGED
     status[diverged] = DIVERGED
     return status
@@ -107,7 +132,8 @@ class CellOutputs:
     Attributes:
       problem, grid, seeds, steps, log_every, dtype: what the cell ran.
       arrays: the program's outputs as numpy arrays (``bench.program.Outputs`` without ``params``).
-      eigenvalues: waits for and returns the end points' (lambda_min, lambda_max), shape (H, S).
+      eigenvalues: waits for and returns the end points' ``bench.landscape.EndPoint``
+        (lambda_min, lambda_max, probe_drop), each of shape (H, S).
       compile_s, compile_cached, cell_run_s: timings of the compiled program.
       landscape_t0: ``time.perf_counter()`` when the end-point eigenvalues were started.
     """
@@ -119,7 +145,7 @@ class CellOutputs:
     log_every: int
     dtype: str
     arrays: dict[str, np.ndarray]
-    eigenvalues: Callable[[], tuple[np.ndarray, np.ndarray]]
+    eigenvalues: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
     compile_s: float
     compile_cached: bool
     cell_run_s: float
@@ -179,11 +205,12 @@ def to_frame(out: CellOutputs) -> pd.DataFrame:
     }
     for k, v in run.items():
         frame[k] = per_run(v)
-    lam_min, lam_max = out.eigenvalues()  # the landscape program ran while the columns above were built
+    lam_min, lam_max, probe_drop = out.eigenvalues()  # the landscape program ran while the columns above were built
     landscape_s = time.perf_counter() - out.landscape_t0
     frame[FINAL_LAMBDA_MIN] = per_run(lam_min.astype(np.float64))
     frame[FINAL_LAMBDA_MAX] = per_run(lam_max.astype(np.float64))
-    status = classify(final_loss, final_grad, diverged, lam_min, lam_max, ref.f_target)
+    frame[FINAL_PROBE_DROP] = per_run(probe_drop.astype(np.float64))
+    status = classify(final_loss, final_grad, diverged, lam_min, lam_max, ref.f_target, probe_drop=probe_drop)
     codes = np.searchsorted(_STATUS_SORTED, status.reshape(n_runs))
     frame[STATUS] = pd.Categorical.from_codes(per_run(_STATUS_CODE[codes]), dtype=STATUS_DTYPE, validate=False)
     frame.update({

@@ -43,11 +43,10 @@ STATUS_ABBREV = {
     S.CONVERGED: "conv",
     S.DIVERGED: "div",
     S.STALLED_AT_SADDLE: "saddle",
+    S.STALLED_AT_DEGENERATE_SADDLE: "dsaddle",
     S.STALLED_AT_MINIMUM: "min",
     S.BUDGET_EXHAUSTED: "budget",
 }
-STATUS_ABBREV.update({s: s.replace("stalled_at_", "").replace("_", " ") for s in S.STATUSES
-                      if s not in STATUS_ABBREV})
 
 # Columns the leaderboard adds to the per-run frame.
 COST = "cost_to_target"  # gradient-equivalents spent up to the target (NaN: never reached)
@@ -386,7 +385,8 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
         "the oracle calls spent to get there ([IQR] for steps). *gap*: median final loss minus the known",
         "optimum f* (float32: a gap of -1e-5 at |f*| = 700 is round-off). *s/run*: median wall seconds",
         "per run. *end*: how runs ended (conv / div = diverged / saddle = stalled at a strict saddle /",
-        "degenerate saddle / min = stalled at a non-target minimum / budget = still moving).",
+        "dsaddle = at a degenerate saddle, where the end-point probe found descent / min = at a",
+        "non-target minimum, no descent found / budget = still moving).",
         "",
     ]
     summary = ov.get("summary")

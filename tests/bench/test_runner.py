@@ -129,11 +129,53 @@ def test_gd_started_on_the_stable_manifold_is_classified_stalled_at_saddle():
     # f = x^2 + y^4/4 - y^2/2 from (x, 0): GD converges to the saddle (0, 0), Hessian diag(2, -1).
     p = problems.get("strict_saddle")
     final = np.asarray([1e-6, 0.0])
-    status = schema.classify(np.asarray([0.0]), np.asarray([2e-6]), np.asarray([False]),
-                              np.asarray([-1.0]), np.asarray([2.0]), p.reference.f_target)
+    end = landscape.end_points(p, jax.numpy.asarray(final, "float32")[None, None])
+    assert end.lambda_min[0, 0] == pytest.approx(-1.0, abs=1e-5)
+    assert end.lambda_max[0, 0] == pytest.approx(2.0, abs=1e-5)
+    status = schema.classify(np.asarray([0.0]), np.asarray([2e-6]), np.asarray([False]), end.lambda_min[0],
+                             end.lambda_max[0], p.reference.f_target, probe_drop=end.probe_drop[0])
     assert status[0] == "stalled_at_saddle"
-    lo, hi = landscape.end_point_eigenvalues(p, jax.numpy.asarray(final, "float32")[None, None])
-    assert lo[0, 0] == pytest.approx(-1.0, abs=1e-5) and hi[0, 0] == pytest.approx(2.0, abs=1e-5)
+
+
+def test_classify_reads_curvature_then_the_probe():
+    # one run per row: (final loss, gradient norm, diverged, lambda_min, lambda_max, probe drop) -> status
+    rows = [
+        (-1.0, 1e-6, False, 1.0, 2.0, 1.0, "converged"),  # at the target (-0.5): whatever the end point
+        (np.nan, np.nan, True, np.nan, np.nan, np.nan, "diverged"),
+        (1.0, 1e-2, False, 1.0, 2.0, 0.0, "budget_exhausted"),  # still moving
+        (1.0, 1e-6, False, -1e-2, 2.0, -1.0, "stalled_at_saddle"),  # -1e-2 < -1e-3 * max(1, 2)
+        (1.0, 1e-6, False, 0.0, 2.0, 1e-3, "stalled_at_degenerate_saddle"),  # 1e-3 > 1e-5 |f|
+        (1.0, 1e-6, False, -1e-3, 2.0, 1e-3, "stalled_at_degenerate_saddle"),  # -1e-3 is not significant
+        (1.0, 1e-6, False, 0.0, 2.0, 5e-6, "stalled_at_minimum"),  # a drop of round-off size
+        (1.0, 1e-6, False, 1.0, 2.0, -1e-4, "stalled_at_minimum"),  # PD, no descent found
+        (0.0, 1e-6, False, 0.0, 0.0, 1e-12, "stalled_at_degenerate_saddle"),  # f = 0: any drop is descent
+        (1.0, 1e-6, False, 0.0, 2.0, np.nan, "stalled_at_minimum"),  # no probe value: no descent found
+    ]
+    cols = [np.asarray(c) for c in zip(*rows, strict=True)]
+    f, g, div, lo, hi, drop, expected = cols
+    status = schema.classify(f.astype(float), g.astype(float), div.astype(bool), lo.astype(float), hi.astype(float),
+                             -0.5, probe_drop=drop.astype(float))
+    assert list(status) == list(expected)
+    assert schema.STATUSES.index("stalled_at_degenerate_saddle") == schema.STATUSES.index("stalled_at_saddle") + 1
+
+
+def test_gd_nearing_the_degenerate_saddle_is_classified_as_such():
+    # x^2 + y^3 + y^4 by GD (lr 0.1): starts with y0 < 0 reach the minimum (0, -3/4) and the
+    # target; starts with y0 > 0 creep towards the origin, y ~ 1 / (3 lr t) ~ 8e-4 after 4000
+    # steps, gradient 3y^2 ~ 2e-6 (stalled) and Hessian diag(2, 6y) positive definite, which the
+    # second-order test alone called a minimum. The probe sees f fall past the origin:
+    # drop (r - y)^3 - (r - y)^4 + y^3 ~ 8.8e-4 at r = 0.1.
+    p = problems.get("degenerate_saddle")
+    df = bench.run_cell(p, "sgd", hparams={"learning_rate": 0.1}, seeds=8, steps=4000, log_every=1000)
+    runs = bench.summarize(df)
+    y0 = np.asarray([float(p.init(jax.random.split(jax.random.key(s))[0])[1]) for s in runs.seed])
+    assert 0 < (y0 > 0).sum() < len(y0)  # both kinds of start among the 8 seeds
+    assert set(runs.status[y0 < 0]) == {"converged"}
+    stalled = runs[y0 > 0]
+    assert set(stalled.status) == {"stalled_at_degenerate_saddle"}
+    assert (stalled.final_lambda_min > 0).all() and (stalled.final_grad_norm <= schema.GRAD_TOL).all()
+    np.testing.assert_allclose(stalled.final_probe_drop, 0.1**3 - 0.1**4, rtol=0.05)
+    assert schema.FINAL_PROBE_DROP in schema.RUN_COLUMNS and df[schema.FINAL_PROBE_DROP].dtype == np.float64
 
 
 @pytest.mark.parametrize(
