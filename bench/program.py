@@ -7,6 +7,14 @@ optimizer state (``optax.inject_hyperparams``, set with ``optimizers.set_hparams
 of 100 learning rates and 128 seeds is one compile. Compilation is done ahead of time
 (``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
 
+Oracle accounting (the convention of ``optimizers.OracleCounts``): each step (``make_step``)
+needs the mini-batch value and gradient at the current point; it computes them with
+``jax.value_and_grad`` (one value and one gradient) unless the optimizer already has them (a
+``CachedValueGrad`` in its state: L-BFGS's line search, cubic regularization's trial value) and
+the problem allows their reuse (``reuses_cache``), and counts only what it computed; the
+optimizer's own calls come from its ``OracleCounts``. ``tests/bench/test_oracle_counts.py``
+checks the recorded counts against the calls one run makes.
+
 PRNG discipline: one root key per seed, ``jax.random.key(seed)``, split once into an init key
 and a run key; step ``t`` uses ``fold_in(run_key, t)`` split into a loss key (mini-batch / noise
 of the objective) and an optimizer key (noise the optimizer draws). Same seed, same backend,
@@ -40,17 +48,20 @@ class Tracker(NamedTuple):
       hit_counts: cumulative (values, gradients, HVPs) at ``hit_step``, int32 (3,).
       diverged_step: first step whose loss was non-finite or above ``blowup`` (-1: never).
       blowup: the divergence threshold, set from the full loss at step 0.
+      spent: the runner's own (values, gradients) so far, int32 (2,): one of each per step,
+        less those taken from the optimizer's ``CachedValueGrad`` (see ``make_step``).
     """
 
     hit_step: jax.Array
     hit_counts: jax.Array
     diverged_step: jax.Array
     blowup: jax.Array
+    spent: jax.Array
 
     @staticmethod
     def start(dtype) -> Tracker:
         never = jnp.int32(-1)
-        return Tracker(never, jnp.zeros(3, jnp.int32), never, jnp.zeros((), dtype))
+        return Tracker(never, jnp.zeros(3, jnp.int32), never, jnp.zeros((), dtype), jnp.zeros(2, jnp.int32))
 
     def hit(self, at_target: jax.Array, t: jax.Array, counts: jax.Array) -> Tracker:
         """Record step ``t`` (with its oracle ``counts``) as the first at target, if it is."""
@@ -123,6 +134,95 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
+def reuses_cache(problem: problems.Problem) -> bool:
+    """Whether the runner may take values and gradients from an optimizer's ``CachedValueGrad``.
+
+    Only when the next step's objective is the same function (a deterministic problem, whose
+    ``loss`` ignores its key) and the next point is exactly ``apply_updates(params, updates)``
+    (no retraction: the spherical spin glass retracts, and its cached values are at the
+    unretracted point).
+    """
+    return not problem.stochastic and problem.retract is getattr(problems.base, "_identity", None)
+
+
+def counts(state, track: Tracker) -> jax.Array:
+    """Cumulative (values, gradients, HVPs) of a run: the runner's own plus the optimizer's, int32 (3,)."""
+    extra = optimizers.oracle_counts(state)
+    return jnp.stack([track.spent[0] + extra["values"], track.spent[1] + extra["grads"],
+                      extra["hvps"]]).astype(jnp.int32)
+
+
+def _value_and_grad(value_fn, params, state, reuse: bool, axis_name):
+    """``(value, grads, spent)`` at ``params``: computed, or taken from the state's ``CachedValueGrad``.
+
+    ``spent`` (int32 (2,)) is what this run computed: (1, 1) for ``jax.value_and_grad``, (0, 1)
+    for ``jax.grad`` alone (the value cached), (1, 0) for the value alone, (0, 0) when both are
+    cached. Under ``vmap`` (``axis_name`` names the batch axes) the flags are per run, so a plain
+    ``lax.cond`` on them would become a select that computes everything for every run; instead
+    the branch is chosen by what any run of the batch needs (a ``psum`` over the batch axes,
+    unbatched, so a real branch): after L-BFGS's first step no run needs anything and nothing is
+    computed. Runs that had theirs cached keep the cached values, bit for bit, and count nothing
+    (the per-run convention of ``optimizers.OracleCounts``).
+    """
+    cache = optimizers.cached_value_and_grad(state) if reuse else None
+    if cache is None:
+        value, grads = jax.value_and_grad(value_fn)(params)
+        return value, grads, jnp.ones(2, jnp.int32)
+    shape = jax.eval_shape(value_fn, params)
+    c_value = cache.value.astype(shape.dtype)
+    c_grad = optax.tree.cast_like(cache.grad, other_tree=params)
+    need = jnp.stack([~cache.valid_value, ~cache.valid_grad]).astype(jnp.int32)
+    any_need = need if axis_name is None else jax.lax.psum(need, axis_name)
+    branch = 2 * (any_need[0] > 0).astype(jnp.int32) + (any_need[1] > 0).astype(jnp.int32)
+    branches = [
+        lambda: (c_value, c_grad),
+        lambda: (c_value, jax.grad(value_fn)(params)),
+        lambda: (value_fn(params), c_grad),
+        lambda: jax.value_and_grad(value_fn)(params),
+    ]
+    value, grads = jax.lax.switch(branch, branches)
+    value = jnp.where(cache.valid_value, c_value, value)
+    grads = jax.tree_util.tree_map(lambda c, g: jnp.where(cache.valid_grad, c, g), c_grad, grads)
+    return value, grads, need
+
+
+def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraArgs, target: float | None = None,
+              axis_name: str | tuple[str, ...] | None = None):
+    """One optimizer step of one run, exactly as the program runs it.
+
+    Returns ``step(carry, t, run_key) -> carry`` with ``carry = (params, state, track)`` (a
+    ``Tracker``): the step's mini-batch value and gradient at ``params`` (computed, or reused
+    from the optimizer's ``CachedValueGrad`` where ``reuses_cache(problem)``; counted in
+    ``track.spent`` only when computed), the target (``target``, exact values only) and
+    divergence checks, ``tx.update`` and the (retracted) new point. ``axis_name``: the ``vmap``
+    axes the step runs under (the program's "hp" and "seeds"), None for a single run.
+    """
+    exact_values = not problem.stochastic
+    reuse = reuses_cache(problem)
+
+    def step(carry, t, run_key):
+        params, state, track = carry
+        key = jax.random.fold_in(run_key, t)
+        k_loss, k_opt = jax.random.split(key)
+
+        def value_fn(p):
+            return problem.loss(p, k_loss)
+
+        value, grads, spent = _value_and_grad(value_fn, params, state, reuse, axis_name)
+        if exact_values and target is not None:  # the loss is the full loss: the target check is exact, per step
+            track = track.hit(value <= target, t, counts(state, track))
+        track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
+        track = track._replace(spent=track.spent + spent)
+        updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
+        params = problem.retract(optax.apply_updates(params, updates))
+        return params, state, track
+
+    return step
+
+
+_AXES = ("hp", "seeds")
+
+
 def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
                   log_every: int, dtype: str = "float32", unroll: int | None = None):
     """The pure function ``(hp_arrays: {name: (H,)}, seeds: uint32 (S,)) -> Outputs`` of a cell.
@@ -131,18 +231,14 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
     full-gradient norm and cumulative oracle counts; per run the ``Tracker`` (first step at the
     target and its oracle counts, first step of divergence) and the end point's parameters.
     ``unroll``: steps per iteration of the step scan (default ``step_unroll(optimizer)``).
+    Each step is ``make_step``'s.
     """
     tx = optimizers.get(optimizer, **static)
     unroll = step_unroll(optimizer) if unroll is None else unroll
     target = float(problem.reference.f_target)
     n_logs = steps // log_every
     fdtype = jnp.dtype(dtype)
-    exact_values = not problem.stochastic
-
-    def counts(state, t):
-        extra = optimizers.oracle_counts(state)
-        # The runner spends one (mini-batch) value and gradient per step.
-        return jnp.stack([t + extra["values"], t + extra["grads"], extra["hvps"]]).astype(jnp.int32)
+    step_fn = make_step(problem, tx, target, axis_name=_AXES)
 
     def measure(params):
         f, g = jax.value_and_grad(problem.full_loss)(params)
@@ -154,20 +250,7 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
         state = optimizers.set_hparams(tx.init(params), **hp)
 
         def step(carry, t):
-            params, state, track = carry
-            key = jax.random.fold_in(k_run, t)
-            k_loss, k_opt = jax.random.split(key)
-
-            def value_fn(p):
-                return problem.loss(p, k_loss)
-
-            value, grads = jax.value_and_grad(value_fn)(params)
-            if exact_values:  # the loss is the full loss: the target check is exact, per step
-                track = track.hit(value <= target, t, counts(state, t))
-            track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
-            updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
-            params = problem.retract(optax.apply_updates(params, updates))
-            return (params, state, track), None
+            return step_fn(carry, t, k_run), None
 
         def steps_of(i, carry):
             carry, _ = jax.lax.scan(step, carry, i * log_every + jnp.arange(log_every), unroll=unroll)
@@ -181,9 +264,9 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
             f, g = measure(params)
             track = track._replace(
                 blowup=jnp.where(i == 0, f + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f)), track.blowup))
-            track = track.hit(f <= target, t, counts(state, t))  # stochastic losses: at log resolution
+            track = track.hit(f <= target, t, counts(state, track))  # stochastic losses: at log resolution
             track = track.diverge(~(jnp.isfinite(f) & (f <= track.blowup)), t)
-            logged = (f, g, counts(state, t))
+            logged = (f, g, counts(state, track))
             carry = jax.lax.cond(i < n_logs, steps_of, lambda i, c: c, i, (params, state, track))
             return carry, logged
 
@@ -194,8 +277,8 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
 
     def program(hp, seeds):
         keys = jax.vmap(jax.random.key)(seeds)  # one root key per seed
-        over_seeds = jax.vmap(one_run, in_axes=(None, 0))
-        return jax.vmap(over_seeds, in_axes=(0, None))(hp, keys)
+        over_seeds = jax.vmap(one_run, in_axes=(None, 0), axis_name=_AXES[1])
+        return jax.vmap(over_seeds, in_axes=(0, None), axis_name=_AXES[0])(hp, keys)
 
     return program
 

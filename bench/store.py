@@ -25,8 +25,10 @@ import pandas as pd
 
 # Bump when the meaning of stored numbers changes (columns, statuses, counting conventions).
 # 2: run_s renamed run_s_amortized. 3: the spin glass's loss is the tangent pullback (its
-# gradients change by float32 round-off, its Hessian is the Riemannian one).
-SCHEMA_VERSION = 3
+# gradients change by float32 round-off, its Hessian is the Riemannian one). 4: end-point probe
+# (status stalled_at_degenerate_saddle, column final_probe_drop); exact oracle counts, with the
+# runner reusing the value and gradient an optimizer already computed (L-BFGS, ARC).
+SCHEMA_VERSION = 4
 
 PROVENANCE_COLUMNS = [
     "jax_version", "jaxlib_version", "optax_version", "flax_version", "backend", "device_kind",

@@ -7,6 +7,7 @@
     state = optimizers.set_hparams(tx.init(params), learning_rate=jnp.float32(1e-3))  # traced, no recompile
     tx.update(grads, state, params, value=v, value_fn=f, key=k)
     optimizers.oracle_counts(state)
+    optimizers.cached_value_and_grad(state)  # value/grad at the point the update leads to, or None
 
 Adding an optimizer: write one file with ``scale_by_<name>`` and a factory chaining it (the
 factory's keyword defaults are the optimizer's defaults), and add one ``register`` line below;
@@ -15,9 +16,11 @@ the shared tests in ``tests/optimizers`` then check it.
 
 from optimizers import classics
 from optimizers.base import (
+    CachedValueGrad,
     OracleCounts,
     Range,
     Spec,
+    cached_value_and_grad,
     check_hparams,
     get,
     names,
@@ -72,6 +75,6 @@ register("nc_descent", nc_descent.nc_descent,
          reference="Carmon, Duchi, Hinder and Sidford 2018; Curtis and Robinson 2019")
 
 __all__ = [
-    "OracleCounts", "Range", "Spec", "check_hparams", "get", "names", "oracle_counts", "register", "set_hparams",
-    "spec",
+    "CachedValueGrad", "OracleCounts", "Range", "Spec", "cached_value_and_grad", "check_hparams", "get", "names",
+    "oracle_counts", "register", "set_hparams", "spec",
 ]

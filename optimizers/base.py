@@ -9,6 +9,9 @@ are baked into the program.
 The runner always calls ``tx.update(grads, state, params, value=..., value_fn=..., key=...)``:
 ``value`` is the mini-batch loss at ``params``, ``value_fn`` that same mini-batch loss as a
 function (for line searches and Hessian-vector products), ``key`` a per-step PRNG key.
+Optimizers record the oracle calls they spend in an ``OracleCounts`` (whose docstring states the
+counting convention) and may expose the value and gradient they already have at the point they
+return in a ``CachedValueGrad``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,29 @@ import optax
 
 
 class OracleCounts(NamedTuple):
-    """Oracle calls an optimizer spent beyond the runner's one gradient per step.
+    """Oracle calls an optimizer spent beyond the value and gradient the runner computes each step.
 
     Put one of these in an optimizer's state and increment it inside ``update``;
     ``oracle_counts`` finds it anywhere in the (possibly wrapped) state.
+
+    The convention, for every optimizer and for the runner (``bench.program``): count what one
+    run of the program computes, no more and no less.
+
+    * Kinds of call: ``value_fn(x)`` is one value; ``jax.grad(value_fn)(x)`` one gradient;
+      ``jax.value_and_grad(value_fn)(x)`` one value and one gradient (although the value comes
+      with the gradient's forward pass); a Hessian-vector product ``jax.jvp(jax.grad(value_fn),
+      (x,), (v,))`` one HVP (and no value or gradient).
+    * Loops: a loop that stops early (``lax.while_loop``: Lanczos at a breakdown, CG at its
+      tolerance, a line search when its conditions hold) counts the iterations it ran; a
+      fixed-length loop (``fori_loop``/``scan``) counts every iteration, since every one runs.
+      Branches (``lax.cond``) count the branch taken.
+    * One run, not the batch: under ``vmap`` a batched ``while_loop`` runs until its last lane
+      stops and a ``lax.cond`` with a batched predicate evaluates both branches (as a select),
+      so the hardware does more work than is counted; the counts are the algorithm's own oracle
+      complexity for each run, independent of how runs are batched.
+    * Values and gradients an optimizer already has at the point it returns (a line search's
+      accepted point, a rejected trial step) go in a ``CachedValueGrad``: where the runner can
+      reuse them it does not compute them again, and counts nothing for them.
     """
 
     values: jax.Array  # extra function values, int32
@@ -52,7 +74,7 @@ def oracle_counts(state: Any) -> dict[str, jax.Array]:
     """Extra function values, gradients and HVPs the optimizer itself has spent so far.
 
     Sums every ``OracleCounts`` found in ``state`` (zeros where there is none). The runner
-    adds its own one value and one gradient per step.
+    adds its own value and gradient per step (less those it took from a ``CachedValueGrad``).
     """
     leaves = jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, OracleCounts))
     total = OracleCounts.zeros()
@@ -60,6 +82,57 @@ def oracle_counts(state: Any) -> dict[str, jax.Array]:
         if isinstance(leaf, OracleCounts):
             total = total.add(leaf.values, leaf.grads, leaf.hvps)
     return total._asdict()
+
+
+class CachedValueGrad(NamedTuple):
+    """The loss value and gradient at the point an update leads to, where the optimizer has them.
+
+    After ``updates, state = tx.update(grads, state, params, value_fn=f, ...)``, a
+    ``CachedValueGrad`` in ``state`` holds ``f(x+)`` in ``value`` (if ``valid_value``) and
+    ``grad f(x+)`` in ``grad`` (if ``valid_grad``), at ``x+ = optax.apply_updates(params,
+    updates)``, computed by the same ``f`` (the pattern of optax's ``value_and_grad_from_state``).
+    L-BFGS has both (its line search ends having evaluated them at the accepted point); cubic
+    regularization has the value of an accepted trial step and both after a rejected one (the
+    point does not move). Before the first update the flags are False.
+
+    A caller may use them instead of evaluating ``f`` and its gradient at ``x+`` only if its
+    next objective is the same function (a deterministic loss, not a new mini-batch) and its
+    next point is exactly ``x+`` (no projection or retraction in between, and the update applied
+    as the optimizer returned it). ``bench.program`` does so, per run, and does not count what it
+    reused (see ``OracleCounts``). The flags are traced booleans, one per run.
+
+    A reused value or gradient is the same function at the same point, but not always the same
+    bits as a recomputation: XLA on the CPU contracts ``a * b + c`` into fused multiply-adds
+    where the two ops land in one kernel, so one formula compiled in two places (a line search's
+    loop body, the runner's step) can differ in the last bit. Reused values of L-BFGS and cubic
+    regularization were bitwise equal in the suite's checks; L-BFGS's gradients were not always.
+    """
+
+    value: jax.Array  # scalar, the dtype of params
+    grad: Any  # pytree like params
+    valid_value: jax.Array  # bool
+    valid_grad: jax.Array  # bool
+
+    @staticmethod
+    def empty(params: Any) -> CachedValueGrad:
+        """Nothing cached yet (the flags False), with the shapes and dtypes of ``params``."""
+        dtype = optax.tree.dtype(params, "lowest")
+        no = jnp.zeros([], bool)
+        return CachedValueGrad(jnp.zeros([], dtype), optax.tree.zeros_like(params), no, no)
+
+
+def cached_value_and_grad(state: Any) -> CachedValueGrad | None:
+    """The ``CachedValueGrad`` in ``state`` (found anywhere in a wrapped state), or None.
+
+    Raises:
+      ValueError: ``state`` holds several (a chain of caching transformations: which point
+        each cache is at is ambiguous).
+    """
+    found = [leaf for leaf in jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, CachedValueGrad))
+             if isinstance(leaf, CachedValueGrad)]
+    if len(found) > 1:
+        raise ValueError(f"cached_value_and_grad: {len(found)} CachedValueGrad in the state; at most one is allowed")
+    return found[0] if found else None
 
 
 def _and(words: list[str]) -> str:

@@ -27,8 +27,13 @@ When g = 0 (exactly at a critical point) the Krylov space of g is empty; Lanczos
 from a fixed pseudo-random vector (same for every call, so the method stays deterministic),
 which lets the hard case of the subproblem step off a strict saddle.
 
-Oracle cost per step, beyond the caller's value and gradient: k HVPs (Lanczos always runs k
-steps, also past a breakdown) and one function value f(x + s), counted in ``OracleCounts``.
+Oracle cost per step, beyond the caller's value and gradient: one HVP per Lanczos step run,
+m <= k (Lanczos stops at a breakdown, when the Krylov space is invariant: always by m = n, e.g.
+m = 2 on a 2-D problem), and one function value f(x + s), counted in ``OracleCounts``. The
+state's ``CachedValueGrad`` holds what the step leaves known at the point it returns: f(x + s)
+after an accepted step, f(x) and g after a rejected one (x does not move); a caller with the same
+objective at the next step (the runner, on deterministic problems) then only computes the
+gradient after an accepted step, and nothing after a rejected one.
 
 References:
   Yu. Nesterov and B. T. Polyak, "Cubic regularization of Newton method and its global
@@ -47,7 +52,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, require_update_args
+from optimizers.base import CachedValueGrad, OracleCounts, require_update_args
 from optimizers.cubic_subproblem import solve_cubic_eig
 from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
 
@@ -66,6 +71,9 @@ class CubicRegState(NamedTuple):
       last_rho: the ratio rho of the last step (NaN when no decrease was predicted).
       last_accepted: whether the last step was accepted.
       counts: oracle calls spent by this transformation.
+      cache: the value at the point returned (always, after the first update) and the gradient
+        there (after a rejected step: the ``updates`` received, the gradient when this
+        transformation comes first in its chain, as in ``cubic_reg``).
     """
 
     sigma_scale: jax.Array
@@ -73,6 +81,7 @@ class CubicRegState(NamedTuple):
     last_rho: jax.Array
     last_accepted: jax.Array
     counts: OracleCounts
+    cache: CachedValueGrad
 
 
 def _fallback_start(n: int, dtype) -> jax.Array:
@@ -125,12 +134,11 @@ def scale_by_cubic_reg(
       eta1: acceptance threshold on rho (successful).
       eta2: very-successful threshold on rho (sigma /= gamma).
       gamma: sigma factor on (very) unsuccessful / successful steps.
-      krylov_dim: Lanczos steps k (static): k HVPs per update.
+      krylov_dim: Lanczos steps k (static): at most k HVPs per update (fewer at a breakdown).
     """
     k = int(krylov_dim)
 
     def init_fn(params):
-        del params
         f32 = jnp.float32
         return CubicRegState(
             sigma_scale=jnp.ones([], f32),
@@ -138,6 +146,7 @@ def scale_by_cubic_reg(
             last_rho=jnp.zeros([], f32),
             last_accepted=jnp.zeros([], bool),
             counts=OracleCounts.zeros(),
+            cache=CachedValueGrad.empty(params),
         )
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra):
@@ -157,13 +166,14 @@ def scale_by_cubic_reg(
 
         s, _, ex = cubic_step(value_fn, params, updates, cur_sigma, k)
         y, b, T = ex["solution"].y, ex["b"], ex["T"]
+        hvps = ex["lanczos"].num_valid  # Lanczos stops at a breakdown: the HVPs it ran
         t = jnp.asarray(learning_rate, dtype)
         ynorm = jnp.linalg.norm(y)
         # m(t s) - f(x) in the reduced coordinates (|s| = |y| since V is orthonormal)
         model = t * (b @ y) + 0.5 * t * t * (y @ (T @ y)) + cur_sigma / 3.0 * (t * ynorm) ** 3
         step = t * s
         f_new = jnp.asarray(value_fn(unravel(x + step)), dtype)
-        counts = counts.add(values=1, hvps=k)
+        counts = counts.add(values=1, hvps=hvps)
 
         pred = -model
         has_pred = (pred > 0) & jnp.isfinite(pred)
@@ -189,6 +199,12 @@ def scale_by_cubic_reg(
             last_rho=rho.astype(jnp.float32),
             last_accepted=accepted,
             counts=counts,
+            cache=CachedValueGrad(
+                value=jnp.where(accepted, f_new, f0).astype(state.cache.value.dtype),
+                grad=optax.tree.cast_like(updates, other_tree=state.cache.grad),
+                valid_value=jnp.ones([], bool),
+                valid_grad=~accepted,
+            ),
         )
         return out, new_state
 
@@ -206,7 +222,7 @@ def cubic_reg(
 ) -> optax.GradientTransformationExtraArgs:
     """Adaptive cubic regularization (Nesterov-Polyak 2006; ARC, Cartis-Gould-Toint 2011), Lanczos solver.
 
-    Each step minimizes g.s + 1/2 s.Hs + sigma/3 |s|^3 over the Krylov space K_k(H, g) (k HVPs),
+    Each step minimizes g.s + 1/2 s.Hs + sigma/3 |s|^3 over the Krylov space K_k(H, g) (<= k HVPs),
     evaluates f(x + lr s) (one value), accepts the step if the actual/predicted decrease ratio
     rho >= eta1 and adapts sigma (/gamma if rho >= eta2, *gamma if rho < eta1). Rejected steps
     return a zero update. See ``scale_by_cubic_reg`` for the arguments.

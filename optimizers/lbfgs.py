@@ -4,8 +4,9 @@ optax's L-BFGS wants ``update(grad, state, params, value=..., grad=..., value_fn
 zoom line search needs the gradient as a keyword and hands every other extra keyword to
 ``value_fn``. The runner calls ``update(grads, state, params, value=v, value_fn=f, key=k)``,
 with the gradient only as the first argument and a ``key`` that ``f`` does not take. This
-module passes ``grad=grads``, drops ``key`` (L-BFGS draws no noise), and counts what the line
-search spends.
+module passes ``grad=grads``, drops ``key`` (L-BFGS draws no noise), counts what the line
+search spends, and exposes the value and gradient the line search ends with (at the point the
+update leads to) as a ``CachedValueGrad``, so that the runner does not compute them again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from optax._src import linesearch as _optax_linesearch  # zoom_linesearch: optax's zoom iterations
 
-from optimizers.base import OracleCounts, require_update_args
+from optimizers.base import CachedValueGrad, OracleCounts, require_update_args
 
 
 def _strong(tree):
@@ -28,10 +29,17 @@ def _strong(tree):
 
 
 class LbfgsState(NamedTuple):
-    """State of ``scale_by_lbfgs``: optax's L-BFGS + zoom line-search state, and the oracle count."""
+    """State of ``scale_by_lbfgs``.
+
+    Attributes:
+      inner: optax's L-BFGS + zoom line-search state.
+      oracle: the line search's values and gradients.
+      cache: value and gradient at the accepted point (both valid after the first update).
+    """
 
     inner: Any
     oracle: OracleCounts
+    cache: CachedValueGrad
 
 
 def scale_by_capped_zoom_linesearch(*, max_linesearch_steps: int, slope_rtol: float, curv_rtol: float
@@ -83,9 +91,12 @@ def scale_by_lbfgs(*, memory_size: int, max_linesearch_steps: int, slope_rtol: f
     Returns the final update (the line search's step times the L-BFGS direction, already
     negated). Each line-search iteration evaluates ``jax.value_and_grad(value_fn)`` once, so
     the state's ``OracleCounts`` gains ``num_linesearch_steps`` values and as many gradients
-    per step. The last of them is the value and gradient at the accepted point, which the
-    runner computes again on its next step (on the next mini-batch it is a different function
-    anyway); they are counted all the same, since they were spent.
+    per step. The search ends with the value and gradient at the accepted point
+    ``params + updates`` (the safe or last trial point when it fails or is cut: optax keeps
+    ``value`` and ``grad`` in step with ``stepsize``); they go in the state's ``CachedValueGrad``
+    (valid after the first update), which a caller with the same ``value_fn`` at the next step
+    reuses instead of recomputing (optax's ``value_and_grad_from_state``). The runner does so on
+    deterministic problems, where it then spends no value or gradient of its own.
     """
     inner = optax.lbfgs(
         memory_size=memory_size,
@@ -98,7 +109,8 @@ def scale_by_lbfgs(*, memory_size: int, max_linesearch_steps: int, slope_rtol: f
         # optax initialises some line-search diagnostics as weak-typed scalars and returns them
         # strongly typed after an update; made strong here so that the second update does not
         # retrace a jitted step
-        return LbfgsState(inner=_strong(inner.init(params)), oracle=OracleCounts.zeros())
+        return LbfgsState(inner=_strong(inner.init(params)), oracle=OracleCounts.zeros(),
+                          cache=CachedValueGrad.empty(params))
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, grad=None, key=None,
                   **extra_args):
@@ -111,7 +123,12 @@ def scale_by_lbfgs(*, memory_size: int, max_linesearch_steps: int, slope_rtol: f
         )
         info = optax.tree.get(inner_state, "info")
         n = info.num_linesearch_steps
-        return new_updates, LbfgsState(inner=inner_state, oracle=state.oracle.add(values=n, grads=n))
+        yes = jnp.ones([], bool)
+        cache = CachedValueGrad(
+            value=optax.tree.get(inner_state, "value").astype(state.cache.value.dtype),
+            grad=optax.tree.cast_like(optax.tree.get(inner_state, "grad"), other_tree=state.cache.grad),
+            valid_value=yes, valid_grad=yes)
+        return new_updates, LbfgsState(inner=inner_state, oracle=state.oracle.add(values=n, grads=n), cache=cache)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -135,8 +152,10 @@ def lbfgs(memory_size: int = 10, max_linesearch_steps: int = 20, slope_rtol: flo
       slope_rtol: c1 of the sufficient-decrease (Armijo) condition. Default 1e-4.
       curv_rtol: c2 of the curvature condition. Default 0.9, the usual quasi-Newton value.
 
-    Oracle cost per step: the runner's value and gradient, plus one value and one gradient of
-    ``value_fn`` per line-search iteration (counted in the state's ``OracleCounts``).
+    Oracle cost per step: one value and one gradient of ``value_fn`` per line-search iteration
+    run (counted in the state's ``OracleCounts``). The runner's own value and gradient are
+    spent on the first step only, on deterministic problems: later steps reuse the line
+    search's value and gradient at the accepted point (the state's ``CachedValueGrad``).
 
     References: D. C. Liu, J. Nocedal, "On the limited memory BFGS method for large scale
     optimization", Math. Programming 45 (1989); J. Nocedal, S. J. Wright, Numerical
