@@ -1,5 +1,6 @@
 """Convergence plots: per problem, the median gap to f* (IQR band) against steps and against
-oracle cost, one line per optimizer at its selected hyperparameters on held-out seeds."""
+the cost spent in gradient-equivalents (``bench.cost``), one line per optimizer at its selected
+hyperparameters on held-out seeds."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench import cost as costs  # noqa: E402
 from bench import schema as S  # noqa: E402
-from bench.reports.leaderboard import selection  # noqa: E402
+from bench.reports.leaderboard import problem_weights, selection  # noqa: E402
 
 
 def _slug(name: str) -> str:
@@ -33,7 +35,12 @@ def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
     floor = 1e-12
     gap = out[S.LOSS] - out[S.F_STAR].fillna(out.groupby(S.PROBLEM)[S.LOSS].transform("min"))
     out["gap"] = np.maximum(gap.to_numpy(), floor)
-    out["oracle_cost"] = out[S.N_GRADS] + out[S.N_HVPS]
+    spent = np.zeros(len(out))
+    for problem, idx in out.groupby(S.PROBLEM, observed=True, sort=False).indices.items():
+        w = problem_weights(problem) or costs.Weights(value=1.0, hvp=1.0, grad_flops=np.nan)
+        r = out.iloc[idx]
+        spent[idx] = costs.gradient_equivalents(r[S.N_VALUES], r[S.N_GRADS], r[S.N_HVPS], w)
+    out["oracle_cost"] = spent  # gradient-equivalents spent so far (bench.cost)
     return out
 
 
@@ -56,13 +63,13 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
             color = palette[opt]
             axes[0].plot(d[S.STEP], d["gap"], color=color, lw=1.5, label=opt)
             axes[0].fill_between(d[S.STEP], d["lo"], d["hi"], color=color, alpha=0.15, lw=0)
-            # against the median oracle cost at each logged step (gradients + HVPs spent so far)
+            # against the median cost at each logged step (gradient-equivalents spent so far)
             axes[1].plot(np.maximum(d["cost"], 1), d["gap"], color=color, lw=1.5, label=opt)
         for ax in axes:
             ax.set_yscale("log")
         axes[0].set_xlabel("step")
         axes[1].set_xscale("log")
-        axes[1].set_xlabel("gradients + HVPs (median over runs)")
+        axes[1].set_xlabel("gradient-equivalents spent (median over runs)")
         has_star = g[S.F_STAR].notna().any()
         axes[0].set_ylabel("loss - f*" if has_star else "loss - best seen")
         target_gap = float(g[S.F_TARGET].iloc[0] - (g[S.F_STAR].iloc[0] if has_star else g[S.LOSS].min()))
