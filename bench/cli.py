@@ -190,6 +190,23 @@ def cmd_perf(args) -> int:
     return 0
 
 
+def cmd_campaign(args) -> int:
+    """Many restarts of strong optimizers: each problem's best known value (``bench.campaign``)."""
+    from bench import campaign
+
+    names = []
+    for name in _csv(args.problems):
+        try:
+            names.append(problems.get(name).name)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(str(err.args[0]) if err.args else str(err)) from None
+    if args.restarts < 1 or args.steps < 1 or args.seed_base < 0:
+        raise UsageError("--restarts and --steps must be positive and --seed-base non-negative")
+    campaign.main(names, restarts=args.restarts, steps=args.steps, write=args.write, seed_base=args.seed_base,
+                  path=args.path or campaign.BEST_KNOWN_PATH)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -225,6 +242,13 @@ def parser() -> argparse.ArgumentParser:
     pf.add_argument("--steps", type=int, default=2000)
     pf.add_argument("--dim", type=int, default=20)
     pf.add_argument("--repeats", type=int, default=7)
+    cp = sub.add_parser("campaign", help="best known value of an instance from many restarts (bench.campaign)")
+    cp.add_argument("--problems", required=True, help="comma-separated problem names, e.g. 'spin_glass(p=3,n=30)'")
+    cp.add_argument("--restarts", type=int, default=256, help="seeds per optimizer (default 256)")
+    cp.add_argument("--steps", type=int, default=300)
+    cp.add_argument("--seed-base", type=int, default=1_000_000, help="first seed (suites use 0, 1, ...)")
+    cp.add_argument("--write", action="store_true", help="record the best value in problems/best_known.json")
+    cp.add_argument("--path", help="write to this JSON file instead of problems/best_known.json")
     return ap
 
 
@@ -232,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
-                "perf": cmd_perf}[args.command](args)
+                "perf": cmd_perf, "campaign": cmd_campaign}[args.command](args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,8 +27,9 @@ import pandas as pd
 # 2: run_s renamed run_s_amortized. 3: the spin glass's loss is the tangent pullback (its
 # gradients change by float32 round-off, its Hessian is the Riemannian one). 4: end-point probe
 # (status stalled_at_degenerate_saddle, column final_probe_drop); exact oracle counts, with the
-# runner reusing the value and gradient an optimizer already computed (L-BFGS, ARC).
-SCHEMA_VERSION = 4
+# runner reusing the value and gradient an optimizer already computed (L-BFGS, ARC). 5: targets
+# relative to a best-known value where a reference campaign recorded one (problems/best_known.json).
+SCHEMA_VERSION = 5
 
 PROVENANCE_COLUMNS = [
     "jax_version", "jaxlib_version", "optax_version", "flax_version", "backend", "device_kind",
