@@ -355,6 +355,17 @@ def _matrix(lines: list[str], frame: pd.DataFrame, fmt, order: list[str] | None 
     lines.append("")
 
 
+def _best_known_text(problem: str) -> str:
+    """", best known f = ..." where the problem's reference records a campaign's best value."""
+    try:
+        import problems
+
+        best = problems.get(problem).reference.extra.get("best_known")
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return "" if best is None else f" (best known f = {best:.7g}, from the reference campaign)"
+
+
 def _fmt_cost(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -438,7 +449,7 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
         lines += [
             f"## {problem}",
             "",
-            f"f* = {_fmt_num(f_star, 7)}, target f <= {_fmt_num(ref[S.F_TARGET], 7)}, "
+            f"f* = {_fmt_num(f_star, 7)}{_best_known_text(problem)}, target f <= {_fmt_num(ref[S.F_TARGET], 7)}, "
             f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
             f"({g0['selection']}); {weights}.",
             "",
