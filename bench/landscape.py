@@ -263,9 +263,3 @@ def end_points(problem, params) -> EndPoint:
     time) rather than once per cell: every cell of a problem shares it.
     """
     return dispatch_end_points(problem, params)()
-
-
-def end_point_eigenvalues(problem, params) -> tuple[np.ndarray, np.ndarray]:
-    """(lambda_min, lambda_max) of ``end_points``."""
-    out = end_points(problem, params)
-    return out.lambda_min, out.lambda_max
