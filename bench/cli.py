@@ -150,10 +150,11 @@ def cmd_report(args) -> int:
     failures = store.failures()
     if keys is not None:
         failures = {k: v for k, v in failures.items() if k in keys}
-    md, csv = leaderboard.write(df, store.root, failures)
+    built = leaderboard.build(df)
+    md, csv = leaderboard.write(df, store.root, failures, built)
     print(f"wrote {md} and {csv}", file=sys.stderr)
     if not args.no_plots:
-        written = plots.write(df, store.root / "plots") + leaderboard.write_score_plots(df, store.root / "plots")
+        written = plots.write(df, store.root / "plots") + leaderboard.write_score_plots(built[1], store.root / "plots")
         print(f"wrote {len(written)} plots to {store.root / 'plots'}", file=sys.stderr)
     return 0
 

@@ -288,6 +288,7 @@ def overall(ev: pd.DataFrame, defaults: pd.DataFrame | None = None) -> dict[str,
     out: dict[str, pd.DataFrame] = {}
     if ev.empty:
         return out
+    out["runs"] = ev  # the evaluated runs of the scored problems
     out["costs"] = score.cost_to_target(ev, COST, success_col=SUCCESS)
     out["seconds"] = score.cost_to_target(ev, SECONDS, success_col=SUCCESS)
     out["art"] = score.expected_runtime(ev, COST, BUDGET_COST, success_col=SUCCESS)
@@ -502,13 +503,15 @@ def build(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return tab, ov
 
 
-def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None = None
-          ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Write ``LEADERBOARD.md`` and ``leaderboard.csv`` into ``out_dir`` (and the score plots
-    into ``out_dir/plots``); return the two paths."""
+def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None = None,
+          built: tuple[pd.DataFrame, dict] | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``LEADERBOARD.md``, ``leaderboard.csv`` and ``scores.csv`` into ``out_dir``; return
+    the first two paths. ``built``: ``build(df)`` when the caller already has it."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tab, ov = build(df) if not df.empty else (pd.DataFrame(), {})
+    if built is None:
+        built = build(df) if not df.empty else (pd.DataFrame(), {})
+    tab, ov = built
     md = out_dir / "LEADERBOARD.md"
     csv = out_dir / "leaderboard.csv"
     md.write_text(markdown(tab, df, ov) + "\n" + failures_markdown(failures or {}))
@@ -518,19 +521,16 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None =
     return md, csv
 
 
-def write_score_plots(df: pd.DataFrame, plot_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """Performance profiles (gradient-equivalents, seconds) and the runtime ECDF as PNGs."""
+def write_score_plots(ov: dict, plot_dir: str | pathlib.Path) -> list[pathlib.Path]:
+    """Performance profiles (gradient-equivalents, seconds) and the runtime ECDF as PNGs, from
+    ``overall``'s scores (``build(df)[1]``); none where nothing was scored."""
     from bench.reports import profiles, score
 
-    plot_dir = pathlib.Path(plot_dir)
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    runs = with_costs(df)
-    chosen = selection(runs)
-    ev = evaluated_runs(runs, chosen)
-    ov = overall(ev)
     if not ov:
         return []
-    ev = ev[ev[S.PROBLEM].isin(set(ov["costs"].index))]
+    plot_dir = pathlib.Path(plot_dir)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    ev = ov["runs"]
     return [
         profiles.write_profile(ov["costs"], plot_dir / "performance_profile.png",
                                "gradient-equivalents to target (median over held-out runs)", shift=COST_SHIFT),
