@@ -9,6 +9,14 @@ are baked into the program.
 The runner always calls ``tx.update(grads, state, params, value=..., value_fn=..., key=...)``:
 ``value`` is the mini-batch loss at ``params``, ``value_fn`` that same mini-batch loss as a
 function (for line searches and Hessian-vector products), ``key`` a per-step PRNG key.
+
+The contract for any caller (a user's own training loop as much as the runner): ``value_fn``
+is the loss of the same batch as ``grads``, and deterministic (the same value for the same
+params: no fresh dropout mask or noise per call). Second-order methods take its Hessian-vector
+products as the curvature of the function whose gradient is ``grads``; cubic regularization
+and L-BFGS compare its values at trial points with ``value``. A ``value_fn`` of another batch
+mixes two functions, and a random one turns those comparisons into noise. ``key`` is a new
+key every step; keyed optimizers warn when it is missing (``warn_no_key``).
 Optimizers record the oracle calls they spend in an ``OracleCounts`` (whose docstring states the
 counting convention) and may expose the value and gradient they already have at the point they
 return in a ``CachedValueGrad``.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -133,6 +142,38 @@ def cached_value_and_grad(state: Any) -> CachedValueGrad | None:
     if len(found) > 1:
         raise ValueError(f"cached_value_and_grad: {len(found)} CachedValueGrad in the state; at most one is allowed")
     return found[0] if found else None
+
+
+def refuse_complex(optimizer: str, params: Any) -> None:
+    """Raise a ValueError naming ``optimizer`` if ``params`` has a complex leaf.
+
+    For the methods written here (Krylov solvers, cubic models, noise on the sphere): their maths
+    is stated for real parameters, and on complex ones they would return wrong answers without an
+    error. Called in ``init``, at trace time.
+    """
+    bad = [jnp.result_type(leaf) for leaf in jax.tree.leaves(params)
+           if jnp.issubdtype(jnp.result_type(leaf), jnp.complexfloating)]
+    if bad:
+        raise ValueError(
+            f"{optimizer} does not support complex parameters (got {bad[0]}); "
+            "optimize the real and imaginary parts as separate real parameters"
+        )
+
+
+def warn_no_key(optimizer: str) -> None:
+    """Warn that ``update`` of a keyed optimizer got no ``key`` (called at trace time).
+
+    Without a per-step key the optimizer draws from a key kept in (or derived from) its state,
+    so two runs built the same way draw the same noise: pass ``key=`` to every ``update``
+    (optax, for its own keyed transformations, now asks for a key the same way).
+    """
+    warnings.warn(
+        f"{optimizer}: update called without key; drawing from the fallback key in the optimizer's "
+        "state, which is the same for every run built the same way. Pass key=<a new PRNG key> to "
+        "every update (e.g. jax.random.fold_in(run_key, step))",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _and(words: list[str]) -> str:
@@ -260,8 +301,16 @@ def spec(name: str) -> Spec:
     return _REGISTRY[name][0]
 
 
+def _is_schedule(v: Any) -> bool:
+    return callable(v) and not isinstance(v, (jax.Array, np.ndarray, np.number))
+
+
 def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``hparams``, after checking names and types; raises on bad input."""
+    """Defaults merged with ``hparams``, after checking names and types; raises on bad input.
+
+    A traced (not static) numeric hyperparameter may also be a schedule, ``step -> value``
+    (``optax.linear_schedule(...)`` and the like), as in every optax optimizer.
+    """
     sp = spec(name)
     unknown = sorted(set(hparams) - set(sp.defaults))
     if unknown:
@@ -272,7 +321,9 @@ def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(sp.defaults)
     for k, v in hparams.items():
         default = sp.defaults[k]
-        if isinstance(default, bool):
+        if _is_schedule(v) and k not in sp.static and not isinstance(default, bool):
+            pass  # an optax schedule: inject_hyperparams evaluates it at each update's count
+        elif isinstance(default, bool):
             if not isinstance(v, bool):
                 raise TypeError(f"{name}: hyperparameter {k!r} must be a bool, got {v!r}")
         elif isinstance(default, (int, float)) and not isinstance(v, jax.Array):
@@ -289,9 +340,17 @@ def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
 def get(name: str, **hparams: Any) -> optax.GradientTransformationExtraArgs:
     """Build a registered optimizer with traced hyperparameters.
 
-    Numeric hyperparameters not declared static become arrays in
-    ``state.hyperparams`` (float32), so ``optax.tree.set(state, learning_rate=...)`` or a
-    ``vmap`` over them reuses one compiled program.
+    Numeric hyperparameters not declared static become float32 arrays in
+    ``state.hyperparams``, so ``optax.tree.set(state, learning_rate=...)`` or a ``vmap`` over
+    them reuses one compiled program. A traced hyperparameter may be given as a schedule
+    (``learning_rate=optax.cosine_decay_schedule(...)``): it is evaluated at the update count
+    and its current value is what ``state.hyperparams`` holds (``optax.inject_hyperparams``).
+
+    Updates have the dtype of the incoming gradients and the state keeps the dtypes ``init``
+    gave it, whatever the params' dtype (bfloat16, float16, float32, float64), so a
+    ``lax.scan`` over steps carries a stable state; the arithmetic with the float32
+    hyperparameters runs in float32 or wider (see ``keep_dtypes``). For float32 params that
+    cast is absent from the program: the numbers are those of the bare transformation.
     """
     sp = spec(name)
     merged = check_hparams(name, hparams)
@@ -302,9 +361,37 @@ def get(name: str, **hparams: Any) -> optax.GradientTransformationExtraArgs:
             # ints that are not static become float32 too: one dtype for every traced value
             v = float(v)
         traced[k] = v
-    return optax.inject_hyperparams(
+    return keep_dtypes(optax.inject_hyperparams(
         factory, static_args=sp.static, hyperparam_dtype=jnp.float32
-    )(**traced)
+    )(**traced))
+
+
+def keep_dtypes(tx: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
+    """``tx`` whose updates have the gradients' dtypes and whose state keeps its dtypes.
+
+    float32 hyperparameters promote bfloat16 or float16 arithmetic to float32 (JAX's type
+    promotion), so without this an Adam moment initialised in bfloat16 comes back float32 and
+    a ``lax.scan`` over steps fails on its carry type; optax avoids it by casting the
+    hyperparameters to the params' dtype instead, which rounds a learning rate of 1e-3 to
+    bfloat16's 8 bits. Here the step is computed with float32 hyperparameters and only its
+    results are rounded: each update leaf to the dtype of its gradient, each state leaf to the
+    dtype it had. A leaf whose dtype already matches is left alone, so for float32 params the
+    program is the bare transformation's, bit for bit.
+    """
+
+    def cast_to(new, old):
+        old_dtype, new_dtype = jnp.result_type(old), jnp.result_type(new)
+        if old_dtype == new_dtype or jax.dtypes.issubdtype(old_dtype, jax.dtypes.prng_key):
+            return new
+        return jnp.asarray(new).astype(old_dtype)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        new_updates, new_state = tx.update(updates, state, params, **extra_args)
+        new_updates = jax.tree.map(cast_to, new_updates, updates)
+        new_state = jax.tree.map(cast_to, new_state, state)
+        return new_updates, new_state
+
+    return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 _INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)

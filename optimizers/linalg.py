@@ -39,6 +39,20 @@ Matvec = Callable[[jax.Array], jax.Array]
 
 
 # --------------------------------------------------------------------------------------------
+# Precision
+
+
+def working_dtype(dtype) -> jnp.dtype:
+    """The dtype small dense pieces are computed in: ``dtype``, at least float32.
+
+    Krylov bases, tridiagonal eigenproblems, secular equations and CG recurrences for bfloat16
+    or float16 parameters run in float32 (8 or 11 bits of mantissa lose orthogonality at the
+    first step, and ``eigh`` has no 16-bit kernel); float32 and float64 stay as they are.
+    """
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+# --------------------------------------------------------------------------------------------
 # Hessian-vector products
 
 
@@ -215,11 +229,20 @@ def tridiag_eigh(alphas: jax.Array, betas: jax.Array, mask: jax.Array | None = N
     eigenvalues last, with eigenvectors supported on the padding (whose Lanczos vectors are
     zero, so their Ritz vectors are zero).
 
+    Half precision: LAPACK's ``eigh`` has no bfloat16 or float16 kernel, and 8 or 11 bits could
+    not resolve a spectrum anyway, so 16-bit inputs are diagonalized in float32 and the result
+    is returned in the input dtype (``working_dtype``).
+
     Returns:
       ``(theta, Y)``: (k,) ascending eigenvalues and (k, k) orthonormal eigenvectors.
     """
     alphas = jnp.asarray(alphas)
     betas = jnp.asarray(betas)
+    dtype = jnp.result_type(alphas, betas)
+    work = working_dtype(dtype)
+    if work != dtype:
+        theta, Y = tridiag_eigh(alphas.astype(work), betas.astype(work), mask)
+        return theta.astype(dtype), Y.astype(dtype)
     if mask is not None:
         mask = jnp.asarray(mask, bool)
         bmask = mask[1:] & mask[:-1]

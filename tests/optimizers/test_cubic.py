@@ -14,7 +14,7 @@ import pytest
 import scipy.optimize
 
 import optimizers
-from optimizers.cubic_reg import cubic_step
+from optimizers.arc import cubic_step
 from optimizers.cubic_subproblem import solve_cubic_dense
 
 N = 6

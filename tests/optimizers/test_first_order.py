@@ -27,9 +27,9 @@ import scipy.stats
 from jax.flatten_util import ravel_pytree
 
 import optimizers
+from optimizers.annealed_noise import scale_by_noisy_sgd
 from optimizers.noise import sample_ball, sample_sphere
-from optimizers.noisy_sgd import scale_by_noisy_sgd
-from optimizers.perturbed_gd import perturbed_gd_chi, perturbed_gd_params
+from optimizers.perturbed import perturbed_gd_chi, perturbed_gd_params
 
 
 def strict_saddle(p):
@@ -270,7 +270,7 @@ def test_sphere_noise_sgd_stationary_excess_loss():
 
 
 def test_noisy_sgd_is_optax_noisy_sgd_without_key():
-    """Without ``key`` the wrapper is optax.noisy_sgd (same key, same maths): bit for bit."""
+    """Without ``key`` the wrapper warns and is optax.noisy_sgd (same key, same maths): bit for bit."""
     x = {"a": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(2)}
     f = lambda p: jnp.sum(p["a"] ** 4) + jnp.sum(jnp.sin(p["b"]))
     ours = optax.chain(scale_by_noisy_sgd(eta=0.3, gamma=0.55, seed=5), optax.scale_by_learning_rate(0.1))
@@ -278,7 +278,8 @@ def test_noisy_sgd_is_optax_noisy_sgd_without_key():
     s_ours, s_ref = ours.init(x), ref.init(x)
     x_ours = x_ref = x
     for _ in range(4):
-        u_ours, s_ours = ours.update(jax.grad(f)(x_ours), s_ours, x_ours)
+        with pytest.warns(UserWarning, match="^noisy_sgd: update called without key"):
+            u_ours, s_ours = ours.update(jax.grad(f)(x_ours), s_ours, x_ours)
         u_ref, s_ref = ref.update(jax.grad(f)(x_ref), s_ref, x_ref)
         for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_ref), strict=True):
             np.testing.assert_array_equal(a, b)

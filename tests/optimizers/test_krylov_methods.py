@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import optimizers
-from optimizers.nc_descent import nc_descent
+from optimizers.negative_curvature import nc_descent
 
 
 def run(tx, f, x0, steps, seed=0):
@@ -166,7 +166,8 @@ def test_nc_descent_direction_descends_without_key():
     # g = (0, 1e-4) at (0, -1e-4): u = +-e_y must be signed against g; no key: a fixed one
     p = jnp.array([0.0, -1e-4], jnp.float32)
     g = jax.grad(strict_saddle)(p)
-    u = update(nc_descent(grad_threshold=1.0), g, p, strict_saddle)
+    with pytest.warns(UserWarning, match="^nc_descent: update called without key"):
+        u = update(nc_descent(grad_threshold=1.0), g, p, strict_saddle)
     assert float(jnp.vdot(u, g)) < 0 and float(u[1]) < -0.9
 
 

@@ -170,3 +170,17 @@ def test_lanczos_spends_num_valid_matvecs():
     assert int(res.num_valid) == 2 and len(calls) == 2
     theta = linalg.tridiag_eigh(res.alphas, res.betas, res.mask)[0]
     np.testing.assert_allclose(theta[:2], [1.0, 3.0], atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_tridiag_eigh_half_precision_runs_in_float32(dtype):
+    """eigh has no 16-bit kernel: T is diagonalized in float32 and returned in the input dtype."""
+    alphas, betas = np.array([2.0, -1.0, 0.5]), np.array([1.0, 0.25])
+    theta, Y = linalg.tridiag_eigh(jnp.asarray(alphas, dtype), jnp.asarray(betas, dtype))
+    assert theta.dtype == Y.dtype == dtype
+    T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)  # exactly representable in 16 bits
+    expected = np.linalg.eigvalsh(T)
+    # the float32 eigenvalues, rounded once to the 16-bit dtype: within half an ulp of it
+    ulp = np.abs(expected) * float(jnp.finfo(dtype).eps)
+    assert np.all(np.abs(np.asarray(theta, np.float64) - expected) <= 0.5 * ulp + 1e-6)
+    assert linalg.working_dtype(dtype) == jnp.float32 and linalg.working_dtype(jnp.float32) == jnp.float32

@@ -40,8 +40,8 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, require_update_args
-from optimizers.linalg import extreme_eigs, flat_hvp
+from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.linalg import extreme_eigs, flat_hvp, working_dtype
 
 
 class NcDescentState(NamedTuple):
@@ -60,7 +60,8 @@ def scale_by_nc_descent(
     """Negative-curvature descent; the returned updates are the full step (apply them as is).
 
     ``update`` needs ``params`` and ``value_fn``; ``key`` (a PRNG key) seeds the Lanczos start
-    vector (a fixed key folded with the step count when absent).
+    vector (without it, a warning and a fixed key folded with the step count). For bfloat16 or
+    float16 params the Lanczos process runs in float32 on HVPs taken at the params' precision.
 
     Args:
       learning_rate: gradient step size.
@@ -77,7 +78,7 @@ def scale_by_nc_descent(
     k = int(k)
 
     def init_fn(params):
-        del params
+        refuse_complex("nc_descent", params)
         return NcDescentState(jnp.zeros([], jnp.int32), OracleCounts.zeros())
 
     def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra_args):
@@ -87,21 +88,22 @@ def scale_by_nc_descent(
         dtype = g.dtype
         lr = jnp.asarray(learning_rate, dtype)
         if key is None:
+            warn_no_key("nc_descent")
             key = jax.random.fold_in(jax.random.key(0), state.step)
         grad_step = -lr * g
 
         def curvature(_):
             hv, _, _ = flat_hvp(value_fn, params)
-            v0 = jax.random.normal(key, g.shape, dtype)
+            v0 = jax.random.normal(key, g.shape, working_dtype(dtype))
             ext = extreme_eigs(hv, v0, k)
             lam, u = ext.min_value, ext.min_vector
             ug = jnp.vdot(u, g)
             # u.g = 0 (an exact saddle): the side the random start lies on, so seeds differ
             tie = jnp.where(jnp.vdot(u, v0) >= 0, 1.0, -1.0)
-            sign = jnp.where(ug > 0, -1.0, jnp.where(ug < 0, 1.0, tie)).astype(dtype)
-            t = jnp.abs(lam) / jnp.asarray(hessian_lipschitz, dtype)
-            use = lam < -jnp.asarray(curvature_threshold, dtype)
-            return jnp.where(use, t * sign * u, grad_step), ext.lanczos.num_valid
+            sign = jnp.where(ug > 0, -1.0, jnp.where(ug < 0, 1.0, tie)).astype(u.dtype)
+            t = jnp.abs(lam) / jnp.asarray(hessian_lipschitz, u.dtype)
+            use = lam < -jnp.asarray(curvature_threshold, u.dtype)
+            return jnp.where(use, t * sign * u, grad_step).astype(dtype), ext.lanczos.num_valid
 
         def gradient(_):
             return grad_step, jnp.int32(0)

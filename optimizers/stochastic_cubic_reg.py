@@ -24,11 +24,21 @@ solver is the step whenever the sub-solver fails to decrease the model enough.
 
 The update is x <- x + D; there is no function value and no acceptance test.
 
+Safeguard. Gradient descent on the model converges only for eta < 2/|B| (the paper's analysis
+takes eta <= 1/(20 l) with l >= |B|, a bound the user supplies as ``l``). With a larger
+curvature than l assumes (Rosenbrock's ~10^3 against the default l = 1) the iterates grow
+geometrically and a single update goes to NaN. So the step D is checked on the model it was
+meant to decrease: if m(D) is not finite, or positive beyond its own round-off (D increases the
+model, which gradient descent from 0 with a stable step never does), D is replaced by the Cauchy
+step of Algorithm 2 (the model's minimizer along -g, closed form, m < 0 whenever g != 0: one
+more HVP). ``StochasticCubicState.num_fallbacks`` counts the updates where this fired;
+``last_branch`` is then 3. Where it does not fire the update is the paper's.
+
 Oracle accounting (``OracleCounts.hvps``): the HVPs of the branch the algorithm takes -- 1 for
 the Cauchy step, T_sub for the gradient-descent sub-solver, plus the final-solver iterations
-actually run. Under ``vmap`` with a batched branch condition JAX evaluates both branches of
-``lax.cond`` (as a select), so the hardware does more work than counted; the count is the
-algorithm's oracle complexity, independent of batching.
+actually run, plus 1 when the safeguard takes the Cauchy step. Under ``vmap`` with a batched
+branch condition JAX evaluates both branches of ``lax.cond`` (as a select), so the hardware does
+more work than counted; the count is the algorithm's oracle complexity, independent of batching.
 
 Reference:
   N. Tripuraneni, M. Stern, C. Jin, J. Regier and M. I. Jordan, "Stochastic Cubic
@@ -45,11 +55,11 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, require_update_args
-from optimizers.linalg import flat_hvp
+from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.linalg import flat_hvp, working_dtype
 from optimizers.noise import sample_sphere
 
-BRANCH_CAUCHY, BRANCH_SUBSOLVER, BRANCH_FINAL = 0, 1, 2
+BRANCH_CAUCHY, BRANCH_SUBSOLVER, BRANCH_FINAL, BRANCH_FALLBACK = 0, 1, 2, 3
 
 
 class StochasticCubicState(NamedTuple):
@@ -58,13 +68,16 @@ class StochasticCubicState(NamedTuple):
     Attributes:
       count: number of updates so far (int32); only used for the fallback key.
       last_model: Dm = m(D) of the sub-solver step of the last update.
-      last_branch: 0 Cauchy step, 1 gradient-descent sub-solver, 2 final solver.
+      last_branch: 0 Cauchy step, 1 gradient-descent sub-solver, 2 final solver, 3 the
+        safeguard's Cauchy step (the solver's D did not decrease the model).
+      num_fallbacks: updates on which the safeguard replaced D by the Cauchy step.
       counts: oracle calls spent by this transformation (HVPs only).
     """
 
     count: jax.Array
     last_model: jax.Array
     last_branch: jax.Array
+    num_fallbacks: jax.Array
     counts: OracleCounts
 
 
@@ -82,7 +95,9 @@ def scale_by_stochastic_cubic(
     """Stochastic cubic regularization step (Tripuraneni et al. 2018, Algorithms 1-3); returns +D.
 
     ``update`` needs ``value_fn`` (this step's mini-batch loss, for HVPs) and uses ``key`` for
-    the sub-solver perturbation (without ``key`` it folds the step count into ``seed``).
+    the sub-solver perturbation (without ``key`` it warns and folds the step count into
+    ``seed``). ``value_fn`` must be deterministic and of the same batch as the gradient: the
+    model m is built from both, and the safeguard compares the step with that model.
 
     Args:
       learning_rate: sub-solver / final-solver step eta; None means the paper's 1/(20 l).
@@ -100,11 +115,12 @@ def scale_by_stochastic_cubic(
         raise ValueError(f"stochastic_cubic needs T_sub >= 1 and T_final >= 0, got {T_sub}, {T_final}")
 
     def init_fn(params):
-        del params
+        refuse_complex("stochastic_cubic", params)
         return StochasticCubicState(
             count=jnp.zeros([], jnp.int32),
             last_model=jnp.zeros([], jnp.float32),
             last_branch=jnp.zeros([], jnp.int32),
+            num_fallbacks=jnp.zeros([], jnp.int32),
             counts=OracleCounts.zeros(),
         )
 
@@ -113,9 +129,14 @@ def scale_by_stochastic_cubic(
         require_update_args("stochastic_cubic", "mini-batch Hessian-vector products", params=params,
                             value_fn=value_fn)
         if key is None:
+            warn_no_key("stochastic_cubic")
             key = jax.random.fold_in(jax.random.key(seed), state.count)
-        B, x, unravel = flat_hvp(value_fn, params)  # mini-batch HVPs, v -> H v on flat vectors
-        dtype = x.dtype
+        hvp, x, unravel = flat_hvp(value_fn, params)  # mini-batch HVPs, v -> H v on flat vectors
+        dtype = working_dtype(x.dtype)  # 16-bit params: the model and its solvers in float32
+
+        def B(v):
+            return hvp(v).astype(dtype)
+
         g = ravel_pytree(updates)[0].astype(dtype)
 
         L = jnp.asarray(l, dtype)
@@ -159,34 +180,44 @@ def scale_by_stochastic_cubic(
 
         def final(_):
             def cond(c):
-                i, _, gm = c
+                i, _, gm, _ = c
                 return (i < T_final) & (jnp.linalg.norm(gm) > 0.5 * e)
 
             def body(c):
-                i, D, gm = c
+                i, D, gm, _ = c
                 D = D - eta * gm
-                return i + 1, D, model_grad(D, B(D))
+                BD = B(D)  # kept for the safeguard's model value
+                return i + 1, D, model_grad(D, BD), BD
 
-            i, D, _ = jax.lax.while_loop(cond, body, (jnp.zeros([], jnp.int32), jnp.zeros_like(g), g))
-            return D, i
+            z = jnp.zeros_like(g)
+            i, D, _, BD = jax.lax.while_loop(cond, body, (jnp.zeros([], jnp.int32), z, g, z))
+            return D, BD, i
 
         def keep(_):
-            return D, jnp.zeros([], jnp.int32)
+            return D, BD, jnp.zeros([], jnp.int32)
 
         small = ~(dm < -jnp.sqrt(e**3 / r) / 100.0)  # NaN model -> final solver too
         if T_final > 0:
-            D_out, hv_final = jax.lax.cond(small, final, keep, None)
+            D_out, BD_out, hv_final = jax.lax.cond(small, final, keep, None)
         else:
-            D_out, hv_final = D, jnp.zeros([], jnp.int32)
+            D_out, BD_out, hv_final = D, BD, jnp.zeros([], jnp.int32)
+        # the safeguard: D must not increase the model (beyond the round-off of its terms)
+        terms = jnp.stack([g @ D_out, 0.5 * (D_out @ BD_out), r / 6.0 * jnp.linalg.norm(D_out) ** 3])
+        m_out = jnp.sum(terms)
+        bad = ~jnp.isfinite(m_out) | (m_out > 8.0 * jnp.finfo(dtype).eps * jnp.sum(jnp.abs(terms)))
+        D_out, hv_guard = jax.lax.cond(bad, lambda d: cauchy(None)[::2], lambda d: (d, jnp.zeros([], jnp.int32)),
+                                       D_out)
         branch = jnp.where(small & (T_final > 0), BRANCH_FINAL,
-                           jnp.where(use_cauchy, BRANCH_CAUCHY, BRANCH_SUBSOLVER)).astype(jnp.int32)
+                           jnp.where(use_cauchy, BRANCH_CAUCHY, BRANCH_SUBSOLVER))
+        branch = jnp.where(bad, BRANCH_FALLBACK, branch).astype(jnp.int32)
         new_state = StochasticCubicState(
             count=optax.safe_increment(state.count),
             last_model=dm.astype(jnp.float32),
             last_branch=branch,
-            counts=state.counts.add(hvps=hv + hv_final),
+            num_fallbacks=state.num_fallbacks + bad.astype(jnp.int32),
+            counts=state.counts.add(hvps=hv + hv_final + hv_guard),
         )
-        return unravel(D_out), new_state
+        return unravel(D_out.astype(x.dtype)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -205,7 +236,9 @@ def stochastic_cubic(
     Cauchy step when |g| >= l^2/rho, else T_sub perturbed gradient-descent iterations
     D <- D - eta (g + sigma zeta + B[D] + rho/2 |D| D) on the cubic model; the final solver
     (gradient descent on the model to |grad m| <= eps/2) when the model decrease is below
-    sqrt(eps^3/rho)/100. Update x <- x + D. See ``scale_by_stochastic_cubic`` for the arguments;
+    sqrt(eps^3/rho)/100. Update x <- x + D, or the Cauchy step where D would increase the model
+    (a sub-solver step too long for the curvature: counted in ``num_fallbacks``). See
+    ``scale_by_stochastic_cubic`` for the arguments;
     ``learning_rate=None`` is the paper's eta = 1/(20 l) (= 0.05 for the default l = 1).
     """
     return scale_by_stochastic_cubic(

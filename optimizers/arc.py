@@ -52,9 +52,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import CachedValueGrad, OracleCounts, require_update_args
+from optimizers.base import CachedValueGrad, OracleCounts, refuse_complex, require_update_args
 from optimizers.cubic_subproblem import solve_cubic_eig
-from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
+from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh, working_dtype
 
 # sigma never grows past this (in units of the user's sigma_0 it is 2^50): keeps float32 finite
 # when f(x + s) - f(x) is pure round-off near a minimizer and every step is "unsuccessful".
@@ -64,9 +64,16 @@ _SIGMA_SCALE_MAX = 2.0**50
 class CubicRegState(NamedTuple):
     """State of ``scale_by_cubic_reg``.
 
+    The hyperparameter ``sigma`` (in ``state.hyperparams`` of ``optimizers.get``) is the initial
+    penalty sigma_0; the adaptive one is ``adaptive_sigma`` (``optax.tree.get(state,
+    "adaptive_sigma")``).
+
     Attributes:
       sigma_scale: current sigma divided by the hyperparameter ``sigma`` (starts at 1); kept as
         a ratio so that changing the hyperparameter in a live state takes effect.
+      adaptive_sigma: the sigma the next step uses, max(sigma * sigma_scale, sigma_min).
+      num_rejected: steps rejected so far (rho < eta1 or a non-finite trial value): the
+        safeguard of ARC, which returned a zero update and multiplied sigma by gamma.
       last_sigma: the sigma used by the last step (diagnostic).
       last_rho: the ratio rho of the last step (NaN when no decrease was predicted).
       last_accepted: whether the last step was accepted.
@@ -77,6 +84,8 @@ class CubicRegState(NamedTuple):
     """
 
     sigma_scale: jax.Array
+    adaptive_sigma: jax.Array
+    num_rejected: jax.Array
     last_sigma: jax.Array
     last_rho: jax.Array
     last_accepted: jax.Array
@@ -97,7 +106,7 @@ def cubic_step(value_fn, params, grads, sigma, k: int):
     """
     matvec, x, _ = flat_hvp(value_fn, params)
     g, _ = ravel_pytree(grads)
-    dtype = x.dtype
+    dtype = working_dtype(x.dtype)  # 16-bit params: the Krylov space and subproblem in float32
     g = g.astype(dtype)
 
     gnorm = jnp.linalg.norm(g)
@@ -139,9 +148,12 @@ def scale_by_cubic_reg(
     k = int(krylov_dim)
 
     def init_fn(params):
+        refuse_complex("cubic_reg", params)
         f32 = jnp.float32
         return CubicRegState(
             sigma_scale=jnp.ones([], f32),
+            adaptive_sigma=jnp.maximum(jnp.asarray(sigma, f32), jnp.asarray(sigma_min, f32)),
+            num_rejected=jnp.zeros([], jnp.int32),
             last_sigma=jnp.asarray(sigma, f32),
             last_rho=jnp.zeros([], f32),
             last_accepted=jnp.zeros([], bool),
@@ -154,7 +166,7 @@ def scale_by_cubic_reg(
         require_update_args("cubic_reg", "Hessian-vector products and the trial value f(x + s)",
                             params=params, value_fn=value_fn)
         x, unravel = ravel_pytree(params)
-        dtype = x.dtype
+        dtype = working_dtype(x.dtype)
         counts = state.counts
         if value is None:
             value = value_fn(params)
@@ -172,7 +184,7 @@ def scale_by_cubic_reg(
         # m(t s) - f(x) in the reduced coordinates (|s| = |y| since V is orthonormal)
         model = t * (b @ y) + 0.5 * t * t * (y @ (T @ y)) + cur_sigma / 3.0 * (t * ynorm) ** 3
         step = t * s
-        f_new = jnp.asarray(value_fn(unravel(x + step)), dtype)
+        f_new = jnp.asarray(value_fn(unravel((x + step).astype(x.dtype))), dtype)
         counts = counts.add(values=1, hvps=hvps)
 
         pred = -model
@@ -181,7 +193,7 @@ def scale_by_cubic_reg(
         finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(step))
         # both decreases below the float resolution of f: rho is round-off; take the (tiny) step
         # and leave sigma alone (Conn, Gould and Toint 2000, Sec. 17.4.2)
-        tol = 4.0 * jnp.finfo(dtype).eps * jnp.abs(f0)
+        tol = 4.0 * jnp.finfo(x.dtype).eps * jnp.abs(f0)  # the resolution of f at the params' precision
         negligible = has_pred & finite & (pred <= tol) & (jnp.abs(f0 - f_new) <= tol)
         accepted = has_pred & finite & ((rho >= eta1) | negligible)
         very = accepted & (rho >= eta2) & ~negligible
@@ -192,9 +204,11 @@ def scale_by_cubic_reg(
         new_sigma = jnp.maximum(new_sigma, smin)
         scale = jnp.clip(new_sigma / sig0, 0.0, _SIGMA_SCALE_MAX)
 
-        out = unravel(jnp.where(accepted, step, jnp.zeros_like(step)))
+        out = unravel(jnp.where(accepted, step, jnp.zeros_like(step)).astype(x.dtype))
         new_state = CubicRegState(
             sigma_scale=scale.astype(jnp.float32),
+            adaptive_sigma=jnp.maximum(sig0 * scale, smin).astype(jnp.float32),
+            num_rejected=state.num_rejected + (~accepted).astype(jnp.int32),
             last_sigma=cur_sigma.astype(jnp.float32),
             last_rho=rho.astype(jnp.float32),
             last_accepted=accepted,

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, require_update_args
-from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh
+from optimizers.base import OracleCounts, refuse_complex, require_update_args
+from optimizers.linalg import flat_hvp, lanczos, tridiag_eigh, working_dtype
 
 
 class ScaleBySaddleFreeNewtonState(NamedTuple):
@@ -65,18 +65,23 @@ def scale_by_saddle_free_newton(
     Krylov space ``K_j(H, g)`` becomes invariant first (always by ``j = n``; 0 when ``g = 0``).
     Lanczos stops at a breakdown, so this is what was computed, per problem, with or
     without ``vmap``.
+
+    Precision: for bfloat16 or float16 params the HVPs are taken at the params' precision and
+    the Lanczos basis and the eigendecomposition are computed in float32; the update comes back
+    in the gradients' dtype.
     """
     k = int(k)
 
     def init_fn(params):
-        del params
+        refuse_complex("saddle_free_newton", params)
         return ScaleBySaddleFreeNewtonState(OracleCounts.zeros())
 
     def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
         del extra_args
         require_update_args("saddle_free_newton", "Hessian-vector products of the loss", params=params,
                             value_fn=value_fn)
-        g, unravel = ravel_pytree(updates)
+        g_in, unravel = ravel_pytree(updates)
+        g = g_in.astype(working_dtype(g_in.dtype))
         hv, _, _ = flat_hvp(value_fn, params)
         res = lanczos(hv, g, k)
         theta, Y = tridiag_eigh(res.alphas, res.betas, res.mask)
@@ -87,7 +92,7 @@ def scale_by_saddle_free_newton(
         scaled = jnp.where(ok, coords / jnp.where(ok, denom, 1.0), 0.0)
         s = res.basis.T @ (Y @ scaled)
         new_state = ScaleBySaddleFreeNewtonState(state.counts.add(hvps=res.num_valid))
-        return unravel(s.astype(g.dtype)), new_state
+        return unravel(s.astype(g_in.dtype)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

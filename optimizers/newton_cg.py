@@ -22,8 +22,8 @@ import jax
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, require_update_args
-from optimizers.linalg import conjugate_gradient, flat_hvp
+from optimizers.base import OracleCounts, refuse_complex, require_update_args
+from optimizers.linalg import conjugate_gradient, flat_hvp, working_dtype
 
 
 class ScaleByNewtonState(NamedTuple):
@@ -49,11 +49,14 @@ def scale_by_newton(
 
     Oracle cost per step: one HVP per CG iteration actually run (``<= cg_iters``; per problem,
     the same with or without ``vmap``), counted in ``state.counts.hvps``.
+
+    Precision: for bfloat16 or float16 params the HVPs are taken at the params' precision and
+    the CG recurrence runs in float32; the update comes back in the gradients' dtype.
     """
     cg_iters = int(cg_iters)
 
     def init_fn(params):
-        del params
+        refuse_complex("newton", params)
         return ScaleByNewtonState(OracleCounts.zeros())
 
     def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
@@ -61,12 +64,13 @@ def scale_by_newton(
         require_update_args("newton", "Hessian-vector products of the loss", params=params, value_fn=value_fn)
         g, unravel = ravel_pytree(updates)
         hv, _, _ = flat_hvp(value_fn, params)
-        lam = jax.numpy.asarray(damping, g.dtype)
+        dtype = working_dtype(g.dtype)
+        lam = jax.numpy.asarray(damping, dtype)
 
         def matvec(v):
-            return hv(v) + lam * v
+            return hv(v).astype(dtype) + lam * v
 
-        res = conjugate_gradient(matvec, g, cg_iters, cg_tol)
+        res = conjugate_gradient(matvec, g.astype(dtype), cg_iters, cg_tol)
         return unravel(res.x.astype(g.dtype)), ScaleByNewtonState(state.counts.add(hvps=res.num_iters))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

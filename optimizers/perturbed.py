@@ -33,6 +33,14 @@ t_thres steps after a perturbation decreased f by less than f_thres, and stays t
 updates are zero); it uses only the ``value`` the runner passes. With mini-batch values the
 comparison is between two different batches, so keep it for deterministic objectives. With
 ``f_thres = 0`` (the default) PGD never stops and keeps perturbing at t_thres intervals.
+
+Exact gradients. The test |grad f| <= g_thres is the paper's, for the exact gradient: it asks
+whether x is near a first-order stationary point. A mini-batch gradient has a noise floor
+(|g| ~ sigma / sqrt(batch) even at a minimizer of f), and once that floor is above g_thres the
+test never fires: with mini-batch gradients and the default g_thres = 1e-3, PGD is plain SGD
+and never perturbs (the mini-batch noise does the escaping instead). Use it with exact
+gradients, or raise g_thres above the noise floor; the f_thres termination rule likewise needs
+exact values.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optimizers.base import require_update_args
+from optimizers.base import refuse_complex, require_update_args, warn_no_key
 from optimizers.noise import sample_ball
 
 # "never perturbed yet": t - t_noise is then larger than any t_thres, so the test can fire at t=0
@@ -128,6 +136,7 @@ def scale_by_perturbed_gd(*, learning_rate: float, radius: float, g_thres: float
     """
 
     def init_fn(params):
+        refuse_complex("perturbed_gd", params)
         i0 = jnp.zeros([], jnp.int32)
         dtype = optax.tree.dtype(params, "lowest")
         return PerturbedGDState(
@@ -140,6 +149,7 @@ def scale_by_perturbed_gd(*, learning_rate: float, radius: float, g_thres: float
         del extra_args
         require_update_args("perturbed_gd", "it keeps the perturbed point x~", params=params)
         if key is None:
+            warn_no_key("perturbed_gd")
             rng_key, key = jax.random.split(state.rng_key)
         else:
             rng_key = state.rng_key
@@ -193,7 +203,8 @@ def perturbed_gd(learning_rate: float = 1e-3, radius: float = 1e-3, g_thres: flo
       learning_rate: eta (paper: c/l). Default 1e-3, the ``sgd`` default.
       radius: r, the perturbation radius (paper: sqrt(c)/chi^2 eps/l). Default 1e-3.
       g_thres: gradient-norm threshold below which PGD perturbs (paper: sqrt(c)/chi^2 eps).
-        Default 1e-3.
+        Default 1e-3. The test needs exact gradients: a mini-batch gradient whose noise keeps
+        its norm above g_thres never triggers a perturbation (see the module docstring).
       t_thres: minimum number of steps between perturbations (paper: chi/c^2 l/sqrt(rho eps)),
         rounded to an integer. Default 100.
       f_thres: decrease that counts as an escape for the optional termination rule (paper:

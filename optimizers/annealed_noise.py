@@ -10,7 +10,7 @@ from. ``optax.noisy_sgd`` fixes its key at construction and splits it in the sta
 run built with the same key draws the same noise whatever the seed of the run. Here the noise is
 drawn from the per-step ``key`` extra argument the runner passes (one root key per seed,
 ``fold_in(step)``), so seeds really differ and a run is reproducible from its seed alone. When
-``update`` is called without ``key`` (plain optax use), the transformation falls back to
+``update`` is called without ``key`` (plain optax use), the transformation warns and falls back to
 optax's behaviour: it splits the key held in its state, and with ``seed=s`` it then reproduces
 ``optax.noisy_sgd(lr, eta, gamma, key=s)`` bit for bit (``tests/optimizers/test_first_order.py``).
 """
@@ -22,6 +22,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from optimizers.base import refuse_complex, warn_no_key
 
 
 class AddAnnealedNoiseState(NamedTuple):
@@ -52,7 +54,7 @@ def scale_by_noisy_sgd(*, eta: float, gamma: float, seed: int = 0) -> optax.Grad
     """
 
     def init_fn(params):
-        del params
+        refuse_complex("noisy_sgd", params)  # as optax.noisy_sgd: real Gaussian noise
         return AddAnnealedNoiseState(count=jnp.zeros([], jnp.int32), rng_key=jax.random.key(seed))
 
     def update_fn(updates, state, params=None, *, key=None, **extra_args):
@@ -60,6 +62,7 @@ def scale_by_noisy_sgd(*, eta: float, gamma: float, seed: int = 0) -> optax.Grad
         count_inc = optax.safe_increment(state.count)
         std = jnp.sqrt(eta / count_inc**gamma)
         if key is None:
+            warn_no_key("noisy_sgd")
             rng_key, sample_key = jax.random.split(state.rng_key)
         else:
             rng_key, sample_key = state.rng_key, key

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import optax
 
+from optimizers.base import refuse_complex, warn_no_key
 from optimizers.noise import sample_sphere
 
 
@@ -23,7 +24,7 @@ class SphereNoiseState(NamedTuple):
 def scale_by_sphere_noise(*, noise_radius: float, seed: int = 0) -> optax.GradientTransformationExtraArgs:
     """Adds isotropic sphere noise to the gradient: g <- g + r xi, xi ~ Unif(S^{d-1}).
 
-    The noise is drawn from the per-step ``key`` extra argument; without one, from a key kept in
+    The noise is drawn from the per-step ``key`` extra argument; without one (with a warning), from a key kept in
     the state (seeded by ``seed``). E[xi] = 0 and E[xi xi^T] = I/d, so the noise adds r^2/d of
     variance per coordinate and has norm exactly r.
 
@@ -33,12 +34,13 @@ def scale_by_sphere_noise(*, noise_radius: float, seed: int = 0) -> optax.Gradie
     """
 
     def init_fn(params):
-        del params
+        refuse_complex("sphere_noise_sgd", params)
         return SphereNoiseState(rng_key=jax.random.key(seed))
 
     def update_fn(updates, state, params=None, *, key=None, **extra_args):
         del params, extra_args
         if key is None:
+            warn_no_key("sphere_noise_sgd")
             rng_key, key = jax.random.split(state.rng_key)
         else:
             rng_key = state.rng_key
