@@ -10,6 +10,12 @@ cell: errors, time-outs and crashed workers come back as outcomes. Two are built
 
 A Ray executor (many machines) is one more subclass; sharding one cell's batch over the local
 devices is the runner's business, not the executor's.
+
+Every task computes its cell under the store's lock for that cell (``Store.claim``) and first
+checks the store again, so sweeps that share a store (or resume one after a crash) never compute
+or write a cell twice, and a cell is reused only if its file is intact and was computed by the
+current code (``Store.check``). A cell's numbers depend only on its spec and that code, not on
+which worker or process ran it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from tqdm.auto import tqdm
 
 from bench import schema
 from bench.runner import run_cell
-from bench.store import CellSpec, Store
+from bench.store import CellSpec, Store, warn
 from bench.suites import Cell
 
 
@@ -47,6 +53,7 @@ class Task:
 class Timing(NamedTuple):
     compile_s: float
     run_s: float
+    reused: bool = False  # another process stored the cell while this task waited for it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +74,19 @@ Work = Callable[[Task], Timing]
 
 
 def compute_and_store(task: Task) -> Timing:
-    """The default work of a task: run the cell and store its frame."""
-    c = task.cell
-    df = run_cell(c.problem, c.optimizer, hparams=c.grid, seeds=c.seeds, steps=c.steps, log_every=c.log_every,
-                  dtype=task.dtype)
-    Store(task.root).save(task.spec, df)
+    """The default work of a task: run the cell and store its frame, holding the cell's lock.
+
+    If another process stored the cell while this one waited for the lock, its file is reused.
+    """
+    store = Store(task.root)
+    with store.claim(task.spec):
+        if store.check(task.spec).ok:
+            return Timing(0.0, 0.0, reused=True)
+        c = task.cell
+        df = run_cell(c.problem, c.optimizer, hparams=c.grid, seeds=c.seeds, steps=c.steps,
+                      log_every=c.log_every, dtype=task.dtype, tune_seeds=c.tune_seeds,
+                      curvature=c.curvature)
+        store.save(task.spec, df)
     return Timing(float(df[schema.COMPILE_S].iloc[0]), float(df[schema.CELL_RUN_S].iloc[0]))
 
 
@@ -107,16 +122,24 @@ class _Finished(NamedTuple):  # worker -> parent: its task ended (timing, or an 
 
 
 def _worker(work: Work, conn) -> None:
-    """Worker process: say it is ready, then run the tasks the parent sends until it sends None."""
-    conn.send("ready")
-    while True:
-        task = conn.recv()
-        if task is None:
-            return
-        try:
-            conn.send(_Finished(work(task), None))
-        except Exception as err:
-            conn.send(_Finished(None, _error_line(err)))
+    """Worker process: say it is ready, then run the tasks the parent sends until it sends None.
+
+    If the parent is gone (killed), the worker finishes the cell it holds (under the cell's lock,
+    so the store stays consistent) and exits quietly.
+    """
+    try:
+        conn.send("ready")
+        while True:
+            task = conn.recv()
+            if task is None:
+                return
+            try:
+                finished = _Finished(work(task), None)
+            except Exception as err:
+                finished = _Finished(None, _error_line(err))
+            conn.send(finished)
+    except (EOFError, OSError):  # the parent died: nobody to report to
+        return
 
 
 class LocalProcesses(Executor):
@@ -250,6 +273,8 @@ class Outcome:
     specs: list[CellSpec]
     reused: int = 0
     skipped_failed: int = 0
+    stale: int = 0  # stored cells recomputed because other code computed them
+    corrupt: int = 0  # stored files that failed their checks and were recomputed
     ran: int = 0
     failed: list[tuple[CellSpec, str]] = dataclasses.field(default_factory=list)
     compile_s: float = 0.0
@@ -275,21 +300,37 @@ def run_cells(cells: Sequence[Cell], store: Store, progress: bool = True, dtype:
     processes (``make_executor``); results are identical to a single-process run because each
     cell's numbers depend only on its spec. A cell that failed before is skipped unless
     ``retry_failed``. The most expensive cells (second-order methods, big problems) start first
-    so none is left alone at the end. ``executor`` replaces the local one.
+    so none is left alone at the end; cells another process is computing now go last (their task
+    then waits for that process and reuses its file). A stored file is reused only if it is intact
+    and was computed by the current code (``Store.check``): a corrupt file is reported by name and
+    recomputed, a stale one recomputed. ``executor`` replaces the local one.
     """
     t0 = time.perf_counter()
     specs = [c.spec(dtype) for c in cells]
     out = Outcome(specs=specs)
     todo = []
+    store.clean_tmp()
     failed_before = store.failures()
+    stale_reasons: dict[str, int] = {}
     for cell, spec in zip(cells, specs):
-        if store.has(spec):
+        check = store.check(spec)
+        if check.ok:
             out.reused += 1
-        elif spec.key in failed_before and not retry_failed:
+            continue
+        skip = spec.key in failed_before and not retry_failed
+        if check.state == "corrupt":
+            out.corrupt += 1
+            warn(f"{check.path} is corrupt ({check.reason}); " + ("not used" if skip else "recomputing it"))
+        elif check.state == "stale" and not skip:
+            out.stale += 1
+            stale_reasons[check.reason] = stale_reasons.get(check.reason, 0) + 1
+        if skip:
             out.skipped_failed += 1
         else:
             todo.append((cell, spec))
-    todo.sort(key=lambda cs: -_cost(cs[0]))
+    for reason, n in stale_reasons.items():
+        warn(f"{n} stored cell{'s' if n > 1 else ''} recomputed: {reason}")
+    todo.sort(key=lambda cs: (store.claimed(cs[1]), -_cost(cs[0])))
     tasks = [Task(i, cell, spec, str(store.root), dtype) for i, (cell, spec) in enumerate(todo)]
     executor = make_executor(workers, timeout) if executor is None else executor
     bar = tqdm(total=len(tasks), desc="cells", unit="cell", disable=not progress or not tasks, file=sys.stderr)
@@ -302,7 +343,10 @@ def run_cells(cells: Sequence[Cell], store: Store, progress: bool = True, dtype:
             tqdm.write(f"FAILED {cell.optimizer} on {cell.problem}: {result.error}", file=sys.stderr)
         else:
             store.forget_failure(spec)
-            out.ran += 1
+            if result.timing.reused:
+                out.reused += 1
+            else:
+                out.ran += 1
             out.compile_s += result.timing.compile_s
             out.run_s += result.timing.run_s
         bar.set_postfix_str(f"{cell.optimizer} on {cell.problem}"[:60])

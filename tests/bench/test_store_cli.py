@@ -3,6 +3,7 @@
 import os
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from bench import cli, grid, suites
@@ -67,12 +68,11 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     spec = make_spec("p", "sgd", [{"learning_rate": 0.1}], [0], 10, 5)
     df = pd.DataFrame({"loss": [1.0, 2.0]})
 
-    def broken(self, path, **kwargs):
-        with open(path, "wb") as fh:
-            fh.write(b"PAR1 partial")
+    def broken(table, where, **kwargs):
+        where.write(b"PAR1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
+    monkeypatch.setattr(pq, "write_table", broken)
     with pytest.raises(OSError, match="disk full"):
         store.save(spec, df)
     assert not store.has(spec)
@@ -115,7 +115,7 @@ def test_cli_list_shows_every_registered_name(capsys):
         assert name in out
 
 
-def test_cli_run_report_reproduce(tmp_path, capsys):
+def test_cli_run_report_replay(tmp_path, capsys):
     argv = ["--results", str(tmp_path)]
     assert cli.main(["run", "--problems", "strict_saddle", "--optimizers", "sgd,adam", "--seeds", "4",
                      "--steps", "60", "--log-every", "20", "--no-progress"] + argv) == 0
@@ -129,7 +129,7 @@ def test_cli_run_report_reproduce(tmp_path, capsys):
     csv = pd.read_csv(tmp_path / "leaderboard.csv")
     assert set(csv["optimizer"]) == {"sgd", "adam"}
     assert (tmp_path / "plots").is_dir() and list((tmp_path / "plots").glob("*.png"))
-    assert cli.main(["reproduce"] + argv) == 0
+    assert cli.main(["replay"] + argv) == 0
     assert capsys.readouterr().out.count("identical bits") == 2
 
 
