@@ -34,7 +34,9 @@ import optax
 
 import optimizers
 import problems
+from bench import landscape
 from bench.grid import Grid
+from bench.schema import EIG_TOL, TAUS, escape_threshold, reference_value
 
 # A run counts as diverged when its loss is non-finite or rises this far above the start.
 BLOWUP_FACTOR = 1e6
@@ -50,6 +52,12 @@ class Tracker(NamedTuple):
       blowup: the divergence threshold, set from the full loss at step 0.
       spent: the runner's own (values, gradients) so far, int32 (2,): one of each per step,
         less those taken from the optimizer's ``CachedValueGrad`` (see ``make_step``).
+      targets: the run's further targets, (T + 1,): the relative targets f_ref + tau (f_0 - f_ref),
+        one per tau of ``schema.TAUS``, set from the full loss f_0 at step 0, then the escape
+        threshold ``schema.escape_threshold`` (NaN, never hit, where the problem has no reference
+        value f_ref, or no saddle).
+      target_hit_step, target_hit_counts: as ``hit_step`` and ``hit_counts``, per further target:
+        (T + 1,) and (T + 1, 3).
     """
 
     hit_step: jax.Array
@@ -57,17 +65,26 @@ class Tracker(NamedTuple):
     diverged_step: jax.Array
     blowup: jax.Array
     spent: jax.Array
+    targets: jax.Array
+    target_hit_step: jax.Array
+    target_hit_counts: jax.Array
 
     @staticmethod
     def start(dtype) -> Tracker:
         never = jnp.int32(-1)
-        return Tracker(never, jnp.zeros(3, jnp.int32), never, jnp.zeros((), dtype), jnp.zeros(2, jnp.int32))
+        n = len(TAUS) + 1
+        return Tracker(never, jnp.zeros(3, jnp.int32), never, jnp.zeros((), dtype), jnp.zeros(2, jnp.int32),
+                       jnp.full(n, jnp.nan, dtype), jnp.full(n, -1, jnp.int32), jnp.zeros((n, 3), jnp.int32))
 
-    def hit(self, at_target: jax.Array, t: jax.Array, counts: jax.Array) -> Tracker:
-        """Record step ``t`` (with its oracle ``counts``) as the first at target, if it is."""
-        now = (self.hit_step < 0) & at_target
+    def hit(self, value: jax.Array, target: float, t: jax.Array, counts: jax.Array) -> Tracker:
+        """Record step ``t`` (with its oracle ``counts``) as the first at ``target`` and at each
+        further target (``targets``) that ``value`` is at or below, if it is the first."""
+        now = (self.hit_step < 0) & (value <= target)
+        further = (self.target_hit_step < 0) & (value <= self.targets)
         return self._replace(hit_step=jnp.where(now, t, self.hit_step),
-                             hit_counts=jnp.where(now, counts, self.hit_counts))
+                             hit_counts=jnp.where(now, counts, self.hit_counts),
+                             target_hit_step=jnp.where(further, t, self.target_hit_step),
+                             target_hit_counts=jnp.where(further[:, None], counts, self.target_hit_counts))
 
     def diverge(self, bad: jax.Array, t: jax.Array) -> Tracker:
         """Record step ``t`` as the first diverged step, if ``bad`` and none was before."""
@@ -80,8 +97,11 @@ class Outputs(NamedTuple):
     Attributes:
       loss, grad_norm: (H, S, L) full loss and full-gradient norm at each of the L logged steps.
       counts: (H, S, L, 3) cumulative (values, gradients, HVPs) at each logged step.
-      hit_step, hit_counts, diverged_step: the run's ``Tracker`` at the end (see there).
+      hit_step, hit_counts, diverged_step, target_hit_step, target_hit_counts: the run's ``Tracker``
+        at the end (see there).
       params: the end points (a pytree with leading axes H, S).
+      curvature: with the ``curvature`` flag, ``bench.landscape.Curvature`` of the full loss at each
+        logged step, each (H, S, L); else None.
     """
 
     loss: Any
@@ -90,7 +110,10 @@ class Outputs(NamedTuple):
     hit_step: Any
     hit_counts: Any
     diverged_step: Any
+    target_hit_step: Any
+    target_hit_counts: Any
     params: Any
+    curvature: Any = None
 
 
 def first_order(optimizer: str) -> bool:
@@ -210,7 +233,7 @@ def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraAr
 
         value, grads, spent = _value_and_grad(value_fn, params, state, reuse, axis_name)
         if exact_values and target is not None:  # the loss is the full loss: the target check is exact, per step
-            track = track.hit(value <= target, t, counts(state, track))
+            track = track.hit(value, target, t, counts(state, track))
         track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
         track = track._replace(spent=track.spent + spent)
         updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
@@ -224,18 +247,24 @@ _AXES = ("hp", "seeds")
 
 
 def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
-                  log_every: int, dtype: str = "float32", unroll: int | None = None):
+                  log_every: int, dtype: str = "float32", unroll: int | None = None, curvature: bool = False):
     """The pure function ``(hp_arrays: {name: (H,)}, seeds: uint32 (S,)) -> Outputs`` of a cell.
 
     Per logged step (``steps // log_every + 1`` of them, step 0 included) the full loss,
     full-gradient norm and cumulative oracle counts; per run the ``Tracker`` (first step at the
     target and its oracle counts, first step of divergence) and the end point's parameters.
     ``unroll``: steps per iteration of the step scan (default ``step_unroll(optimizer)``).
-    Each step is ``make_step``'s.
+    ``curvature``: also measure the Hessian's extremes and index at each logged step
+    (``bench.landscape.curvature``: a dense Hessian up to 64 parameters, else 20 Lanczos HVPs;
+    measurements only, the trajectory is the same bits). Each step is ``make_step``'s.
     """
     tx = optimizers.get(optimizer, **static)
     unroll = step_unroll(optimizer) if unroll is None else unroll
     target = float(problem.reference.f_target)
+    ref = reference_value(problem)
+    f_ref = jnp.asarray(np.nan if ref is None else ref, dtype)
+    taus = jnp.asarray(TAUS, dtype)
+    escape = jnp.asarray(np.nan if (e := escape_threshold(problem)) is None else e, dtype)
     n_logs = steps // log_every
     fdtype = jnp.dtype(dtype)
     step_fn = make_step(problem, tx, target, axis_name=_AXES)
@@ -263,17 +292,20 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
             t = i * log_every
             f, g = measure(params)
             track = track._replace(
-                blowup=jnp.where(i == 0, f + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f)), track.blowup))
-            track = track.hit(f <= target, t, counts(state, track))  # stochastic losses: at log resolution
+                blowup=jnp.where(i == 0, f + BLOWUP_FACTOR * jnp.maximum(1.0, jnp.abs(f)), track.blowup),
+                targets=jnp.where(i == 0, jnp.append(f_ref + taus * (f - f_ref), escape), track.targets))
+            track = track.hit(f, target, t, counts(state, track))  # stochastic losses: at log resolution
             track = track.diverge(~(jnp.isfinite(f) & (f <= track.blowup)), t)
-            logged = (f, g, counts(state, track))
+            logged = (f, g, counts(state, track),
+                      landscape.curvature(problem.full_loss, params, EIG_TOL) if curvature else None)
             carry = jax.lax.cond(i < n_logs, steps_of, lambda i, c: c, i, (params, state, track))
             return carry, logged
 
         carry = (params, state, Tracker.start(fdtype))
-        (params, state, track), (fs, gs, cs) = jax.lax.scan(interval, carry, jnp.arange(n_logs + 1))
+        (params, state, track), (fs, gs, cs, curv) = jax.lax.scan(interval, carry, jnp.arange(n_logs + 1))
         return Outputs(loss=fs, grad_norm=gs, counts=cs, hit_step=track.hit_step, hit_counts=track.hit_counts,
-                       diverged_step=track.diverged_step, params=params)
+                       diverged_step=track.diverged_step, target_hit_step=track.target_hit_step,
+                       target_hit_counts=track.target_hit_counts, params=params, curvature=curv)
 
     def program(hp, seeds):
         keys = jax.vmap(jax.random.key)(seeds)  # one root key per seed
@@ -289,26 +321,26 @@ _COMPILED: dict[tuple, Any] = {}
 
 
 def compile_cell(problem: problems.Problem, grid: Grid, steps: int, log_every: int, dtype: str,
-                 n_seeds: int) -> tuple[Any, float, bool]:
+                 n_seeds: int, curvature: bool = False) -> tuple[Any, float, bool]:
     """The compiled program of a cell: (executable, compile seconds, whether it came from the cache)."""
     optimizer = grid.optimizer
-    cache_key = (problem.name, optimizer, tuple(sorted(grid.static.items())), steps, log_every, dtype,
-                 tuple(grid.traced_names), len(grid.points), n_seeds)
+    # keyed by the problem object too: two Problems of one name (a re-initialized copy made with
+    # dataclasses.replace) are different programs; the entry keeps its problem alive, so its id is not reused
+    cache_key = (problem.name, id(problem), optimizer, tuple(sorted(grid.static.items())), steps, log_every, dtype,
+                 tuple(grid.traced_names), len(grid.points), n_seeds, curvature)
     if cache_key in _COMPILED:
-        return _COMPILED[cache_key], 0.0, True
-    program = build_program(problem, optimizer, grid.static, steps, log_every, dtype)
+        return _COMPILED[cache_key][1], 0.0, True
+    program = build_program(problem, optimizer, grid.static, steps, log_every, dtype, curvature=curvature)
     hp_spec = {k: jax.ShapeDtypeStruct((len(grid),), np.float32) for k in grid.traced_names}
     seeds_spec = jax.ShapeDtypeStruct((n_seeds,), np.uint32)
     t0 = time.perf_counter()
     compiled = jax.jit(program).lower(hp_spec, seeds_spec).compile(compiler_options(optimizer))
     compile_s = time.perf_counter() - t0
-    _COMPILED[cache_key] = compiled
+    _COMPILED[cache_key] = (problem, compiled)
     return compiled, compile_s, False
 
 
 def clear_caches() -> None:
     """Forget every compiled program of this process (cells and landscape)."""
-    from bench import landscape
-
     _COMPILED.clear()
     landscape.clear_cache()

@@ -46,6 +46,8 @@ def run_cell(
     steps: int = 1000,
     log_every: int = 10,
     dtype: str = "float32",
+    tune_seeds: int | None = None,
+    curvature: bool = False,
 ) -> pd.DataFrame:
     """Run one (problem, optimizer) cell over seeds and hyperparameter points.
 
@@ -58,6 +60,11 @@ def run_cell(
       steps: optimizer steps per run; a multiple of ``log_every``.
       log_every: steps between logged measurements.
       dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
+      tune_seeds: how many of the seeds (the first ones) are tuning seeds, on which the
+        leaderboard chooses a hyperparameter point; the rest are held out and reported (the
+        ``tuning`` column). Default: half of them (rounded down).
+      curvature: also record the Hessian's lambda_min, lambda_max and index at every logged
+        step (columns ``lambda_min``, ``lambda_max``, ``hessian_index``; ``bench.landscape.curvature``).
 
     Returns:
       A tidy DataFrame, one row per (hyperparameter point, seed, logged step), with the
@@ -74,8 +81,13 @@ def run_cell(
         raise ValueError("dtype='float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
     grid = grids.expand(optimizer, hparams)
     seed_list, keys = seed_array(seeds)
+    n_tune = len(seed_list) // 2 if tune_seeds is None else tune_seeds
+    if not isinstance(n_tune, int) or not 0 <= n_tune <= len(seed_list):
+        raise ValueError(f"tune_seeds must be an integer in [0, {len(seed_list)}] (the number of seeds), "
+                         f"got {tune_seeds!r}")
 
-    compiled, compile_s, cached = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list))
+    compiled, compile_s, cached = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list),
+                                                       curvature)
     t0 = time.perf_counter()
     outputs = jax.tree_util.tree_map(np.asarray, compiled(grid.arrays(), keys))  # waits for the program
     cell_run_s = time.perf_counter() - t0
@@ -84,5 +96,19 @@ def run_cell(
     arrays = {k: v for k, v in outputs._asdict().items() if k != "params"}
     return schema.to_frame(schema.CellOutputs(
         problem=problem, grid=grid, seeds=seed_list, steps=steps, log_every=log_every, dtype=dtype,
-        arrays=arrays, eigenvalues=eigenvalues, compile_s=compile_s, compile_cached=cached,
+        n_tune=n_tune, arrays=arrays, eigenvalues=eigenvalues, compile_s=compile_s, compile_cached=cached,
         cell_run_s=cell_run_s, landscape_t0=t0))
+
+
+def end_points(problem: problems.Problem | str, optimizer: str, hparams: grids.HParams | grids.Grid = None,
+               seeds: int | Sequence[int] = 8, steps: int = 1000, log_every: int = 10, dtype: str = "float32"):
+    """The end points of a cell's runs, as ``run_cell`` computes them: a pytree with leading axes
+    (hyperparameter points, seeds). The same compiled program (and cache) as ``run_cell``, so the
+    points are those whose losses a stored cell of the same spec records."""
+    if isinstance(problem, str):
+        problem = problems.get(problem)
+    check_budget(steps, log_every)
+    grid = grids.expand(optimizer, hparams)
+    seed_list, keys = seed_array(seeds)
+    compiled, _, _ = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list))
+    return jax.tree_util.tree_map(np.asarray, compiled(grid.arrays(), keys).params)

@@ -35,6 +35,10 @@ GRAD_NORM = "grad_norm"  # norm of the full gradient
 N_VALUES = "n_values"  # cumulative oracle calls: function values,
 N_GRADS = "n_grads"  # gradients
 N_HVPS = "n_hvps"  # and Hessian-vector products
+# with the curvature flag (``run_cell(..., curvature=True)``): the Hessian of the full loss
+LAMBDA_MIN = "lambda_min"
+LAMBDA_MAX = "lambda_max"
+HESSIAN_INDEX = "hessian_index"  # eigenvalues below -EIG_TOL max(1, |lambda_max|) (``bench.landscape.curvature``)
 
 # --- per run (repeated on each of the run's rows) -----------------------------------------
 FINAL_LOSS = "final_loss"
@@ -45,13 +49,41 @@ HIT_VALUES = "hit_values"  # oracle calls spent up to hit_step (-1: never)
 HIT_GRADS = "hit_grads"
 HIT_HVPS = "hit_hvps"
 DIVERGED_STEP = "diverged_step"  # first step with a non-finite or blown-up loss (-1: never)
+TUNING = "tuning"  # whether the run's seed is one of the cell's tuning seeds (else held out)
 FINAL_LAMBDA_MIN = "final_lambda_min"  # extreme Hessian eigenvalues of the full loss at the end point
 FINAL_LAMBDA_MAX = "final_lambda_max"
 FINAL_PROBE_DROP = "final_probe_drop"  # largest drop below the first-order model found near the end point
 STATUS = "status"
 
+# Relative targets f <= f_ref + tau (f_0 - f_ref) (More and Wild 2009), f_0 the run's own start
+# value and f_ref the problem's reference (``reference_value``): solved once all but a fraction tau
+# of the way from the start to the reference is gone. Reported beside the headline ``f_target``.
+TAUS = (1e-1, 1e-2, 1e-3, 1e-5)
+
+
+# Escape from the saddle a problem's runs start near (``Problem.saddles[0]``, value f_s): the first
+# step with f <= f_s - ESCAPE_FRACTION (f_s - f_ref), a tenth of the way down from the saddle to the
+# reference value (``escape_threshold``; columns hit_step@escape ...).
+ESCAPE = "escape"
+ESCAPE_FRACTION = 0.1
+
+
+def tau_label(tau: float | str) -> str:
+    return tau if isinstance(tau, str) else f"{tau:.0e}".replace("e-0", "e-")
+
+
+def tau_column(kind: str, tau: float | str) -> str:
+    """The run column of ``kind`` (``hit_step``, ``hit_values``, ``hit_grads``, ``hit_hvps``) at
+    relative target ``tau`` (or at ``ESCAPE``, the escape threshold)."""
+    return f"{kind}@{tau_label(tau)}"
+
+
+TAU_KINDS = (HIT_STEP, HIT_VALUES, HIT_GRADS, HIT_HVPS)
+TAU_COLUMNS = [tau_column(k, tau) for tau in (*TAUS, ESCAPE) for k in TAU_KINDS]
+
 # --- per cell -----------------------------------------------------------------------------
 F_STAR = "f_star"
+F_REF = "f_ref"  # the reference of the relative targets: the best known value, else f* (NaN: none)
 F_TARGET = "f_target"
 STEPS = "steps"  # the step budget
 LOG_EVERY = "log_every"
@@ -90,8 +122,30 @@ PROBE_RTOL = 1e-5
 RUN_COLUMNS = [
     PROBLEM, FAMILY, DIM, OPTIMIZER, HP_INDEX, SEED, FINAL_LOSS, FINAL_GRAD_NORM, FINAL_GAP, HIT_STEP,
     HIT_VALUES, HIT_GRADS, HIT_HVPS, DIVERGED_STEP, FINAL_LAMBDA_MIN, FINAL_LAMBDA_MAX, FINAL_PROBE_DROP,
-    STATUS, F_STAR, F_TARGET, STEPS, RUN_S_AMORTIZED,
+    STATUS, F_STAR, F_TARGET, STEPS, RUN_S_AMORTIZED, TUNING, F_REF, *TAU_COLUMNS,
 ]
+
+
+def reference_value(problem: problems.Problem) -> float | None:
+    """The value the relative targets are measured against: the instance's best known value where
+    a reference campaign recorded one (``reference.extra["best_known"]``), else the known optimum
+    f*; None where neither is known."""
+    ref = problem.reference
+    best = ref.extra.get("best_known")
+    if best is not None:
+        return float(best)
+    return None if ref.f_star is None else float(ref.f_star)
+
+
+def escape_threshold(problem: problems.Problem) -> float | None:
+    """f_s - ESCAPE_FRACTION (f_s - f_ref) for the problem's first known saddle (value f_s) and its
+    ``reference_value`` f_ref; None where it has no saddle or no reference value. It means "escaped"
+    for runs that start near that saddle (the saddle-start problems and the escape suite)."""
+    f_ref = reference_value(problem)
+    if not problem.saddles or f_ref is None:
+        return None
+    f_s = float(problem.saddles[0].value)
+    return f_s - ESCAPE_FRACTION * (f_s - f_ref)
 
 
 def hp_columns(columns) -> list[str]:
@@ -131,6 +185,7 @@ class CellOutputs:
 
     Attributes:
       problem, grid, seeds, steps, log_every, dtype: what the cell ran.
+      n_tune: how many of ``seeds`` (the first ones) are tuning seeds; the rest are held out.
       arrays: the program's outputs as numpy arrays (``bench.program.Outputs`` without ``params``).
       eigenvalues: waits for and returns the end points' ``bench.landscape.EndPoint``
         (lambda_min, lambda_max, probe_drop), each of shape (H, S).
@@ -144,6 +199,7 @@ class CellOutputs:
     steps: int
     log_every: int
     dtype: str
+    n_tune: int
     arrays: dict[str, np.ndarray]
     eigenvalues: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
     compile_s: float
@@ -187,6 +243,11 @@ def to_frame(out: CellOutputs) -> pd.DataFrame:
         N_GRADS: counts[..., 1].ravel(),
         N_HVPS: counts[..., 2].ravel(),
     })
+    if a.get("curvature") is not None:
+        lam_lo, lam_hi, index = a["curvature"]
+        frame[LAMBDA_MIN] = np.asarray(lam_lo).ravel().astype(np.float64)
+        frame[LAMBDA_MAX] = np.asarray(lam_hi).ravel().astype(np.float64)
+        frame[HESSIAN_INDEX] = np.asarray(index).ravel().astype(np.int64)
     final_loss = a[LOSS][..., -1].astype(np.float64)
     final_grad = a[GRAD_NORM][..., -1].astype(np.float64)
     diverged = (a[DIVERGED_STEP] >= 0) | ~np.isfinite(final_loss)
@@ -202,7 +263,15 @@ def to_frame(out: CellOutputs) -> pd.DataFrame:
         HIT_GRADS: np.where(reached, hit_counts[..., 1], -1),
         HIT_HVPS: np.where(reached, hit_counts[..., 2], -1),
         DIVERGED_STEP: a[DIVERGED_STEP].astype(np.int64),
+        TUNING: np.tile(np.arange(S) < out.n_tune, H),
     }
+    further_hit = a["target_hit_step"].astype(np.int64)  # (H, S, T + 1): the taus, then the escape
+    further_counts = a["target_hit_counts"].astype(np.int64)  # (H, S, T + 1, 3)
+    for j, label in enumerate([*TAUS, ESCAPE]):
+        ok = further_hit[..., j] >= 0
+        run[tau_column(HIT_STEP, label)] = np.where(ok, further_hit[..., j], -1)
+        for c, kind in enumerate((HIT_VALUES, HIT_GRADS, HIT_HVPS)):
+            run[tau_column(kind, label)] = np.where(ok, further_counts[..., j, c], -1)
     for k, v in run.items():
         frame[k] = per_run(v)
     lam_min, lam_max, probe_drop = out.eigenvalues()  # the landscape program ran while the columns above were built
@@ -216,6 +285,7 @@ def to_frame(out: CellOutputs) -> pd.DataFrame:
     frame.update({
         F_STAR: _const(np.nan if ref.f_star is None else float(ref.f_star), n_rows),
         F_TARGET: _const(float(ref.f_target), n_rows),
+        F_REF: _const(np.nan if (f_ref := reference_value(out.problem)) is None else f_ref, n_rows),
         STEPS: _const(out.steps, n_rows),
         LOG_EVERY: _const(out.log_every, n_rows),
         DTYPE: _const(out.dtype, n_rows),

@@ -20,6 +20,8 @@ import ast
 import dataclasses
 import functools
 import inspect
+import json
+import pathlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -293,6 +295,18 @@ def make(
 
 
 RELATIVE_TARGET_TAU = 1e-4
+
+# Best known values of instances whose optimum is unknown or not attained, written by the reference
+# campaign (``python -m bench campaign --write``; ``problems`` never imports ``bench``).
+BEST_KNOWN_PATH = pathlib.Path(__file__).resolve().parent / "best_known.json"
+
+
+@functools.cache
+def best_known(name: str) -> dict | None:
+    """The ``best_known.json`` record of the canonical instance ``name`` (None if it has none)."""
+    if not BEST_KNOWN_PATH.exists():
+        return None
+    return json.loads(BEST_KNOWN_PATH.read_text()).get(name)
 
 
 def relative_target(f_star: float, f_ref: float, tau: float = RELATIVE_TARGET_TAU) -> float:

@@ -120,21 +120,18 @@ gap lambda_2 - lambda_1.
 """
 
 import functools
-import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from problems.base import Reference, make, relative_target
+from problems.base import Reference, best_known, make, relative_target
 
 MAX_COUPLING_ENTRIES = 200_000_000  # n**p float32 entries (800 MB); refuse beyond this
 P2_TARGET_TOLERANCE = 1e-3  # per spin, above the exact p = 2 ground state
 BEST_KNOWN_TAU = 0.02  # relative tolerance of the target above a best known value (module doc)
 RANDOM_START_ENERGY = 0.0  # f_0 = E[H/N] at a uniform random point on the sphere (module doc)
-BEST_KNOWN_PATH = pathlib.Path(__file__).resolve().parent / "best_known.json"
 
 
 def threshold_energy(p: int) -> float:
@@ -168,14 +165,6 @@ def ground_state_energy(p: int) -> float:
     # Theta_{0,p}(-E_inf) = ln(p-1)/2 - (p-2)/p > 0 for p >= 3 and Theta -> -inf as u -> -inf.
     u0 = brentq(lambda u: complexity(u, p, 0), -10.0 * e_inf, -e_inf, xtol=1e-14, rtol=1e-15)
     return -u0
-
-
-@functools.cache
-def best_known(name: str) -> dict | None:
-    """The ``best_known.json`` record of the canonical instance ``name`` (None if it has none)."""
-    if not BEST_KNOWN_PATH.exists():
-        return None
-    return json.loads(BEST_KNOWN_PATH.read_text()).get(name)
 
 
 def couplings(p: int, n: int, instance: int) -> np.ndarray:

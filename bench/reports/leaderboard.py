@@ -29,6 +29,7 @@ Columns:
 
 from __future__ import annotations
 
+import functools
 import math
 import pathlib
 
@@ -54,6 +55,16 @@ BUDGET_COST = "budget_cost"  # gradient-equivalents of the whole run
 SECONDS = "seconds_to_target"  # wall seconds up to the target (NaN: never reached)
 RUN_SECONDS = "run_seconds"  # wall seconds of the whole run
 SUCCESS = "success"
+
+
+def tau_cost(tau: float) -> str:
+    """The per-run column: gradient-equivalents up to the first step at relative target ``tau`` (NaN: never)."""
+    return f"cost_to_target@{S.tau_label(tau)}"
+
+
+def tau_success(tau: float) -> str:
+    """The per-run column: whether the run reached relative target ``tau`` (and did not diverge)."""
+    return f"success@{S.tau_label(tau)}"
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -106,6 +117,16 @@ def with_costs_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
         r = runs.iloc[idx]
         cost[idx] = costs.gradient_equivalents(r[S.HIT_VALUES], r[S.HIT_GRADS], r[S.HIT_HVPS], w)
     runs[COST] = np.where(runs[SUCCESS], cost, np.nan)
+    has_taus = all(S.tau_column(S.HIT_STEP, tau) in runs for tau in S.TAUS)
+    for tau in S.TAUS if has_taus else ():
+        col = functools.partial(S.tau_column, tau=tau)
+        ok = (runs[col(S.HIT_STEP)].to_numpy() >= 0) & (runs[S.STATUS] != S.DIVERGED).to_numpy()
+        c = np.full(len(runs), np.nan)
+        for idx, w in _weights_by_problem(runs):
+            r = runs.iloc[idx]
+            c[idx] = costs.gradient_equivalents(r[col(S.HIT_VALUES)], r[col(S.HIT_GRADS)], r[col(S.HIT_HVPS)], w)
+        runs[tau_success(tau)] = ok
+        runs[tau_cost(tau)] = np.where(ok, c, np.nan)
     return runs
 
 
@@ -128,8 +149,13 @@ def with_costs(df: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def _split_seeds(seeds: np.ndarray) -> tuple[set, set]:
-    s = sorted(set(seeds.tolist()))
+def _split_seeds(g: pd.DataFrame) -> tuple[set, set]:
+    """A cell's (tuning seeds, held-out seeds): from its ``tuning`` column, else the first half of
+    its seeds (in order) and the rest."""
+    if S.TUNING in g:
+        tuning = g[S.TUNING].to_numpy(bool)
+        return set(g.loc[tuning, S.SEED].tolist()), set(g.loc[~tuning, S.SEED].tolist())
+    s = sorted(set(g[S.SEED].tolist()))
     half = len(s) // 2
     return set(s[:half]), set(s[half:])
 
@@ -155,8 +181,8 @@ def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
     out = {}
     for key, g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
         n_points = g[S.HP_INDEX].nunique()
-        if n_points > 1 and g[S.SEED].nunique() >= 2:
-            tune, held = _split_seeds(g[S.SEED].to_numpy())
+        tune, held = _split_seeds(g)
+        if n_points > 1 and tune and held:
             scores = {i: _score(p[p[S.SEED].isin(tune)]) for i, p in g.groupby(S.HP_INDEX)}
             best = min(scores, key=lambda i: scores[i])
             out[key] = (int(best), held, f"best of {n_points} on {len(tune)} tuning seeds")
@@ -248,6 +274,10 @@ def table(df: pd.DataFrame, runs: pd.DataFrame | None = None, chosen: dict | Non
             dv = g[(g[S.HP_INDEX] == 0) & g[S.SEED].isin(held)]
             row["defaults_success"] = float(dv[SUCCESS].mean()) if len(dv) else math.nan
             row["defaults_cost_median"] = _q(dv[dv[SUCCESS]][COST], 0.5)
+        for tau in S.TAUS:
+            if tau_success(tau) in ev and S.F_REF in ev and ev[S.F_REF].notna().all():
+                row[tau_success(tau)] = float(ev[tau_success(tau)].mean()) if n else math.nan
+                row[tau_cost(tau)] = _q(ev.loc[ev[tau_success(tau)], tau_cost(tau)], 0.5)
         for s in S.STATUSES:
             row[f"n_{s}"] = int((ev[S.STATUS] == s).sum())
         for c in hp_cols:
@@ -283,9 +313,12 @@ def overall(ev: pd.DataFrame, defaults: pd.DataFrame | None = None) -> dict[str,
     """
     from bench.reports import score
 
+    out: dict[str, pd.DataFrame] = {}
+    taus = relative_target_scores(ev)
+    if taus:
+        out.update(taus)
     keep = set(scored_problems(ev))
     ev = ev[ev[S.PROBLEM].isin(keep)]
-    out: dict[str, pd.DataFrame] = {}
     if ev.empty:
         return out
     out["runs"] = ev  # the evaluated runs of the scored problems
@@ -309,6 +342,40 @@ def overall(ev: pd.DataFrame, defaults: pd.DataFrame | None = None) -> dict[str,
     out["summary"] = summary.sort_values("score_cost", ascending=False)
     out["n_problems"] = pd.DataFrame({"n": [len(keep)]})
     return out
+
+
+def relative_target_scores(ev: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The relative targets' view across problems, from the evaluated runs.
+
+    Over the problems with a reference value (``f_ref``), per tau in ``schema.TAUS``: ``taus``
+    (per optimizer: the AlgoPerf score of the cost to that target over the problems where some
+    run reached it, and the share of all (problem, held-out run) pairs that reached it) and
+    ``tau_ecdf`` (the runtime ECDF of each tau, ``score.runtime_ecdf``'s frame with a ``tau``
+    column): Moré and Wild's data profiles with cost in gradient-equivalents. Empty when the
+    runs carry no relative-target columns.
+    """
+    from bench.reports import score
+
+    if tau_success(S.TAUS[0]) not in ev or S.F_REF not in ev:
+        return {}
+    ev = ev[ev[S.F_REF].notna()]
+    if ev.empty:
+        return {}
+    cols, ecdfs = {}, []
+    for tau in S.TAUS:
+        label = S.tau_label(tau)
+        reached = set(ev.loc[ev[tau_success(tau)], S.PROBLEM])
+        c = score.cost_to_target(ev[ev[S.PROBLEM].isin(reached)], tau_cost(tau), success_col=tau_success(tau))
+        sc = score.algoperf_score(c, shift=COST_SHIFT) if not c.empty else pd.Series(dtype=np.float64)
+        cols[f"score@{label}"] = sc
+        cols[f"share@{label}"] = ev.groupby(S.OPTIMIZER)[tau_success(tau)].mean()
+        cols[f"scored@{label}"] = pd.Series(len(reached), index=cols[f"share@{label}"].index)
+        e = score.runtime_ecdf(ev, tau_cost(tau), success_col=tau_success(tau))
+        ecdfs.append(e.assign(tau=tau))
+    table_ = pd.DataFrame(cols)
+    table_ = table_.sort_values([f"share@{S.tau_label(t)}" for t in reversed(S.TAUS)], ascending=False)
+    return {"taus": table_, "tau_ecdf": pd.concat(ecdfs, ignore_index=True),
+            "tau_problems": pd.DataFrame({"problem": sorted(ev[S.PROBLEM].unique())})}
 
 
 def _fmt_num(x: float, digits: int = 3) -> str:
@@ -387,9 +454,10 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
         f"flax {prov.get('flax_version', '?')}; commit {', '.join(c[:12] for c in commits) or 'unknown'}; "
         f"{len(runs_frame.groupby(['cell_key']))} cells, newest written {runs_frame['utc_time'].max()}.",
         "",
-        "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (first half)",
-        "and every number below is measured on the held-out seeds (second half). *success*: share of",
-        "held-out runs ending at or below the problem's target value, with its Wilson 95% interval.",
+        "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (the first seeds",
+        "of each cell) and every number below is measured on the held-out seeds (the others; the count is",
+        "in each problem's header). *success*: share of held-out runs ending at or below the problem's",
+        "target value, with its Wilson 95% interval.",
         "*cost*: median gradient-equivalents to the target over successful runs (a gradient is 1; a",
         "function value and a Hessian-vector product weigh their XLA flop count relative to a gradient,",
         "per problem: see the weights below), with a bootstrap 95% interval of the median. *steps*,",
@@ -398,7 +466,9 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
         "optimum f* (float32: a gap of -1e-5 at |f*| = 700 is round-off). *s/run*: median wall seconds",
         "per run. *end*: how runs ended (conv / div = diverged / saddle = stalled at a strict saddle /",
         "dsaddle = at a degenerate saddle, where the end-point probe found descent / min = at a",
-        "non-target minimum, no descent found / budget = still moving).",
+        "non-target minimum, no descent found / budget = still moving). *at τ*: share of held-out runs",
+        "that reached each relative target f_ref + τ (f_0 - f_ref) (Moré and Wild 2009; f_0 the run's start",
+        "value, f_ref the best known value or f*), for τ = " + ", ".join(S.tau_label(t) for t in S.TAUS) + ".",
         "",
     ]
     summary = ov.get("summary")
@@ -434,6 +504,7 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
                   "Total cost of all held-out runs (successful ones up to the target, failed ones their whole budget)",
                   "divided by the number that reached the target (Hansen et al. 2021); ∞: none did.", ""]
         _matrix(lines, ov["art"], _fmt_cost, order=list(summary.index))
+    _relative_targets_markdown(lines, ov)
     lines += ["## Success rate by problem", ""]
     pivot = tab.pivot_table(index="problem", columns="optimizer", values="success", aggfunc="first")
     order = list(pivot.mean(axis=0).sort_values(ascending=False).index)
@@ -447,16 +518,22 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
                    f"{w.grad_flops:.3g} flops)" if w is not None and not math.isnan(w.grad_flops)
                    else "oracle weights unknown: every call counts as a gradient")
         has_defaults = "defaults_success" in g and g["defaults_success"].notna().any()
+        tau_cols = [tau_success(t) for t in S.TAUS]
+        has_taus = all(c in g and g[c].notna().all() for c in tau_cols)
+        f_ref = ref.get(S.F_REF, math.nan)
         lines += [
             f"## {problem}",
             "",
             f"f* = {_fmt_num(f_star, 7)}{_best_known_text(problem)}, target f <= {_fmt_num(ref[S.F_TARGET], 7)}, "
             f"budget {int(g0['steps_budget'])} steps, {int(g0['runs'])} held-out runs per optimizer "
-            f"({g0['selection']}); {weights}.",
+            f"({g0['selection']}); {weights}."
+            + (f" Relative targets measured against f_ref = {_fmt_num(f_ref, 7)}." if has_taus else ""),
             "",
             "| optimizer | hparams | success [95% CI] | cost [95% CI] | steps [IQR] | grads | HVPs | values | gap "
-            "| s/run | end |" + (" defaults: success, cost |" if has_defaults else ""),
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if has_defaults else ""),
+            "| s/run | end |" + (" at τ = " + " / ".join(S.tau_label(t) for t in S.TAUS) + " |" if has_taus else "")
+            + (" defaults: success, cost |" if has_defaults else ""),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if has_taus else "")
+            + ("---:|" if has_defaults else ""),
         ]
         for _, r in g.iterrows():
             steps = "–" if math.isnan(r["steps_median"]) else (
@@ -465,6 +542,7 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
                 f"{_fmt_num(r['cost_median'])}" + ("" if math.isnan(r["cost_lo"]) else
                                                    f" [{_fmt_num(r['cost_lo'])}, {_fmt_num(r['cost_hi'])}]"))
             end = " ".join(f"{STATUS_ABBREV[s]} {r[f'n_{s}']}" for s in S.STATUSES if r[f"n_{s}"])
+            at_tau = (" " + " / ".join(f"{100 * r[c]:.0f}" for c in tau_cols) + "% |") if has_taus else ""
             dflt = ""
             if has_defaults:
                 dflt = (f" {_fmt_pct(r['defaults_success'])}, {_fmt_num(r['defaults_cost_median'])} |"
@@ -473,10 +551,38 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
                 f"| {r['optimizer']} | {_hp_text(r)} | {_fmt_pct(r['success'])} "
                 f"[{_fmt_pct(r['success_lo'])}, {_fmt_pct(r['success_hi'])}] | {cost} | {steps} | "
                 f"{_fmt_num(r['grads_median'])} | {_fmt_num(r['hvps_median'])} | {_fmt_num(r['values_median'])} | "
-                f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |" + dflt
+                f"{_fmt_num(r['gap_median'])} | {_fmt_num(r['run_seconds_median'], 2)} | {end} |" + at_tau + dflt
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _relative_targets_markdown(lines: list[str], ov: dict) -> None:
+    """The section on the relative targets (``relative_target_scores``), where there are any."""
+    taus = ov.get("taus")
+    if taus is None or taus.empty:
+        return
+    n_prob = len(ov["tau_problems"])
+    labels = [S.tau_label(t) for t in S.TAUS]
+    lines += [
+        "## Relative targets: from loose to tight",
+        "",
+        f"Per run, the targets f_ref + τ (f_0 - f_ref) (Moré and Wild 2009), over the {n_prob} problems with a",
+        "reference value f_ref (the best known value where a reference campaign recorded one, else f*); f_0 is",
+        "the run's own start value. *share*: fraction of all (problem, held-out run) pairs that reached the",
+        "target within the budget (and did not diverge), at the hyperparameters chosen for the headline target.",
+        "*score*: the AlgoPerf score of the cost to that target (gradient-equivalents), over the problems where",
+        "some optimizer's held-out run reached it (their number in the header). Data profiles (the runtime ECDF",
+        "per τ): `plots/data_profiles.png`.",
+        "",
+        "| optimizer | " + " | ".join(f"τ = {lb}: share, score on {int(taus[f'scored@{lb}'].max())}" for lb in labels)
+        + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for opt, r in taus.iterrows():
+        lines.append(f"| {opt} | " + " | ".join(
+            f"{_fmt_pct(r[f'share@{lb}'])}, {_fmt_num(r[f'score@{lb}'])}" for lb in labels) + " |")
+    lines.append("")
 
 
 def _fmt_pct(x: float) -> str:
@@ -499,14 +605,18 @@ def build(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     runs = with_costs(df)
     chosen = selection(runs)
     tab = table(df, runs, chosen)
-    ov = overall(evaluated_runs(runs, chosen), defaults_runs(runs, chosen))
+    ev = evaluated_runs(runs, chosen)
+    ov = overall(ev, defaults_runs(runs, chosen))
+    ov["evaluated"] = ev  # every problem's evaluated runs (``runs``: the scored problems')
     return tab, ov
 
 
 def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None = None,
-          built: tuple[pd.DataFrame, dict] | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+          built: tuple[pd.DataFrame, dict] | None = None, extra: list[str] | None = None
+          ) -> tuple[pathlib.Path, pathlib.Path]:
     """Write ``LEADERBOARD.md``, ``leaderboard.csv`` and ``scores.csv`` into ``out_dir``; return
-    the first two paths. ``built``: ``build(df)`` when the caller already has it."""
+    the first two paths. ``built``: ``build(df)`` when the caller already has it; ``extra``: more
+    Markdown lines (the landscape section) after the tables."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if built is None:
@@ -514,7 +624,8 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path, failures: dict | None =
     tab, ov = built
     md = out_dir / "LEADERBOARD.md"
     csv = out_dir / "leaderboard.csv"
-    md.write_text(markdown(tab, df, ov) + "\n" + failures_markdown(failures or {}))
+    md.write_text(markdown(tab, df, ov) + "\n" + ("\n".join(extra) + "\n" if extra else "")
+                  + failures_markdown(failures or {}))
     tab.to_csv(csv, index=False)
     if ov.get("summary") is not None:
         ov["summary"].to_csv(out_dir / "scores.csv", index_label="optimizer")
@@ -530,8 +641,16 @@ def write_score_plots(ov: dict, plot_dir: str | pathlib.Path) -> list[pathlib.Pa
         return []
     plot_dir = pathlib.Path(plot_dir)
     plot_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    if "tau_ecdf" in ov:
+        out.append(profiles.write_ecdf_panels(
+            {f"τ = {S.tau_label(t)}": e.drop(columns="tau") for t, e in ov["tau_ecdf"].groupby("tau", sort=False)},
+            plot_dir / "data_profiles.png", "gradient-equivalents to target",
+            "Data profiles: share of (problem, held-out run) pairs at f_ref + τ (f_0 - f_ref)"))
+    if "runs" not in ov:
+        return out
     ev = ov["runs"]
-    return [
+    return out + [
         profiles.write_profile(ov["costs"], plot_dir / "performance_profile.png",
                                "gradient-equivalents to target (median over held-out runs)", shift=COST_SHIFT),
         profiles.write_profile(ov["seconds"], plot_dir / "performance_profile_seconds.png",

@@ -118,3 +118,42 @@ def write_ecdf(ecdf_frame: pd.DataFrame, path: str | pathlib.Path, cost_label: s
         ax.set_ylabel("fraction of (problem, run) pairs solved")
         return _finish(fig, ax, path, f"Runtime ECDF; cost: {cost_label}",
                        "optimizer  [solved of (problem, run) pairs]")
+
+
+def write_ecdf_panels(frames: dict[str, pd.DataFrame], path: str | pathlib.Path, cost_label: str, title: str, *,
+                      optimizer_col: str = S.OPTIMIZER) -> pathlib.Path:
+    """Several runtime ECDFs (``score.runtime_ecdf`` frames, one per panel title) side by side, with
+    one shared cost axis and one legend (each optimizer keeps its colour and line style)."""
+    names = sorted({str(n) for f in frames.values() for n in f[optimizer_col].unique()})
+    styles = _styles(names)
+    costs_ = pd.concat([f[score.COST] for f in frames.values()]).to_numpy(dtype=np.float64)
+    costs_ = costs_[np.isfinite(costs_)]
+    pos = costs_[costs_ > 0]
+    x_lo = float(pos.min()) / 2 if len(pos) else 0.5
+    x_hi = max(float(costs_.max()) * 1.5 if len(costs_) else 1.0, x_lo * 4)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig, axes = plt.subplots(1, len(frames), figsize=(4.2 * len(frames) + 2.5, 4.6), sharey=True, squeeze=False)
+        for ax, (panel, f) in zip(axes[0], frames.items()):
+            for s in names:
+                g = f[(f[optimizer_col] == s) & np.isfinite(f[score.COST].to_numpy(dtype=np.float64))]
+                x = np.maximum(g[score.COST].to_numpy(dtype=np.float64), x_lo)
+                y = g[score.FRACTION].to_numpy(dtype=np.float64)
+                color, ls = styles[s]
+                ax.step(np.concatenate([[x_lo], x, [x_hi]]), np.concatenate([[0.0], y, [y[-1] if len(y) else 0.0]]),
+                        where="post", color=color, ls=ls, lw=1.6, alpha=0.9, label=s)
+            ax.set_xscale("log")
+            ax.set_xlim(x_lo, x_hi)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(panel, fontsize=11)
+            ax.set_xlabel(f"{cost_label} (log)")
+        axes[0][0].set_ylabel("fraction of (problem, run) pairs solved")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False,
+                   title="optimizer", title_fontsize=9)
+        fig.suptitle(title, fontsize=12)
+        fig.tight_layout()
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return path

@@ -9,8 +9,8 @@ import pytest
 import problems
 from bench import campaign, cli, schema
 from bench.runner import run_cell
-from problems.base import relative_target
-from problems.spin_glass import BEST_KNOWN_PATH, BEST_KNOWN_TAU, ground_state_energy, threshold_energy
+from problems.base import BEST_KNOWN_PATH, relative_target
+from problems.spin_glass import BEST_KNOWN_TAU, ground_state_energy, threshold_energy
 
 TINY = "spin_glass(p=3,n=8)"
 TINY_OPTS = {"sgd": {"learning_rate": 0.1}, "adam": {"learning_rate": 0.01}}

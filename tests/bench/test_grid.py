@@ -38,8 +38,8 @@ def test_qmc_rule_is_the_defaults_then_halton_points_over_the_search_space(name)
 def test_qmc_points_spread_over_log_ranges():
     g = grid.rule("sphere_noise_sgd", "qmc16")
     radii = np.log10([p["noise_radius"] for p in g.points[1:]])
-    # noise_radius ranges over [1e-3, 10]: 16 Halton points fill every decade
-    assert {int(np.floor(r)) for r in radii} == {-3, -2, -1, 0}
+    # noise_radius ranges over [1e-4, 10]: 16 Halton points fill every decade
+    assert {int(np.floor(r)) for r in radii} == {-4, -3, -2, -1, 0}
 
 
 @pytest.mark.parametrize("rule, message", [("qmc", "unknown grid rule"), ("lr", "unknown grid rule"),

@@ -97,3 +97,36 @@ def test_median_interval_covers_the_median_and_degenerates_sensibly():
     assert lo <= np.median(x) <= hi and hi - lo < 16
     assert leaderboard.median_interval([5.0, 5.0, 5.0]) == (5.0, 5.0)
     assert all(np.isnan(leaderboard.median_interval([5.0])))
+
+
+def test_relative_targets_share_and_score_by_hand():
+    # one problem, two optimizers, one point each (all four seeds reported); hit steps per tau:
+    # A reaches every tau on all seeds, costs 10, 10, 10, 10 at tau = 1e-1; B reaches 1e-1 at cost
+    # 20 on all seeds and the tighter targets on seed 0 only.
+    from bench import schema as S
+
+    rows = []
+    for opt, hits in (("A", {1e-1: [10] * 4, 1e-2: [12] * 4, 1e-3: [14] * 4, 1e-5: [16] * 4}),
+                      ("B", {1e-1: [20] * 4, 1e-2: [30, -1, -1, -1], 1e-3: [40, -1, -1, -1], 1e-5: [50, -1, -1, -1]})):
+        df = synthetic([(0, 0.1, s, "converged" if hits[1e-5][s] >= 0 else "budget_exhausted", hits[1e-5][s], 0.0)
+                        for s in range(4)])
+        df["optimizer"], df["f_ref"], df["tuning"] = opt, 0.0, False
+        for tau, h in hits.items():
+            for kind in S.TAU_KINDS:
+                df[S.tau_column(kind, tau)] = h if kind != "hit_hvps" else [0 if x >= 0 else -1 for x in h]
+        rows.append(df)
+    df = pd.concat(rows, ignore_index=True)
+    tab, ov = leaderboard.build(df)
+    taus = ov["taus"]
+    assert taus.loc["A", "share@1e-1"] == 1.0 and taus.loc["B", "share@1e-2"] == 0.25
+    assert list(taus.index) == ["A", "B"]  # sorted by the tightest target's share
+    # score at 1e-1: ratio (20 + 1) / (10 + 1) for B (COST_SHIFT = 1), profile 1 from there on
+    assert taus.loc["A", "score@1e-1"] == pytest.approx(1.0)
+    assert taus.loc["B", "score@1e-1"] == pytest.approx((4 - 21 / 11) / 3)
+    assert taus.loc["B", "score@1e-5"] == 0.0  # median of B's runs failed: infinite cost
+    row_b = tab.set_index("optimizer").loc["B"]
+    assert row_b["success@1e-2"] == 0.25 and row_b["cost_to_target@1e-2"] == 30
+    lines = []
+    leaderboard._relative_targets_markdown(lines, ov)
+    md = "\n".join(lines)
+    assert "## Relative targets: from loose to tight" in md and "| B | 100%, 0.697 | 25%, 0 |" in md

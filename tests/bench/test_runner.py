@@ -89,6 +89,17 @@ def test_first_step_at_target_is_exact_for_deterministic_problems():
         assert abs(row.hit_step - first) <= 1  # float32 round-off may move a boundary crossing by one step
         assert row.status == "converged"
         assert row.hit_grads == row.hit_step
+        # relative targets f* + tau (f_0 - f*) from the run's own start value, also per step
+        assert row.f_ref == p.reference.f_star == -0.25
+        for tau in schema.TAUS:
+            at = losses <= -0.25 + tau * (losses[0] + 0.25)
+            assert at.any()  # 200 steps of GD at 0.1 get within 1e-5 of the way from f_0 to f*
+            assert abs(row[schema.tau_column("hit_step", tau)] - int(np.argmax(at))) <= 1
+            assert row[schema.tau_column("hit_grads", tau)] == row[schema.tau_column("hit_step", tau)]
+            assert row[schema.tau_column("hit_hvps", tau)] == 0
+        # escape from the saddle at the origin (f_s = 0): a tenth of the way down to f* = -0.25
+        assert schema.escape_threshold(p) == -0.025
+        assert abs(row[schema.tau_column("hit_step", "escape")] - int(np.argmax(losses <= -0.025))) <= 1
         # the end point is the minimum (0, +-1): Hessian diag(2, 2)
         assert row.final_lambda_min == pytest.approx(2.0, abs=1e-3)
         assert row.final_lambda_max == pytest.approx(2.0, abs=1e-3)
