@@ -149,6 +149,31 @@ def extreme_eigenvalues(f, params, k: int | None = None, key=None):
     return eig.min_value, eig.max_value
 
 
+class Curvature(NamedTuple):
+    """The Hessian's extremes and index at a point (``curvature``), each a scalar."""
+
+    lambda_min: Any
+    lambda_max: Any
+    index: Any  # int32
+
+
+def curvature(f, params, eig_tol: float) -> Curvature:
+    """lambda_min, lambda_max and the Morse index of the Hessian of ``f`` at ``params``.
+
+    The index counts the eigenvalues below ``-eig_tol max(1, |lambda_max|)`` (the classifier's
+    threshold for negative curvature, ``bench.schema.EIG_TOL``). Up to ``DENSE_MAX`` parameters
+    they are the dense Hessian's (exact up to rounding); above it the Ritz values of
+    ``MAX_LANCZOS`` Lanczos steps from a fixed start vector: the extremes converge first, and the
+    count of negative Ritz values is a lower bound on the index (each negative Ritz value lies above
+    a distinct negative eigenvalue, Cauchy interlacing), exact when the index is below
+    ``MAX_LANCZOS`` and the negative eigenvalues are separated. Works under ``jit`` and ``vmap``:
+    what the runner's ``curvature`` flag computes at every logged step.
+    """
+    lam, _, valid, lo, hi = _spectrum(f, params, None, None)
+    negative = valid & (lam < -eig_tol * jnp.maximum(1.0, jnp.abs(hi)))
+    return Curvature(lo, hi, jnp.sum(negative).astype(jnp.int32))
+
+
 def end_point_probe(f, params, k: int | None = None, key=None) -> EndPoint:
     """Extreme Hessian eigenvalues of ``f`` at ``params`` and the degenerate-saddle probe.
 

@@ -144,3 +144,63 @@ def main(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -
               f"| {r['runner_over_floor']:.2f}x | {r['program_over_floor']:.2f}x "
               f"| {r['runner_over_tuned_floor']:.2f}x | {r['runner_compile_s']:.2f} |", flush=True)
     return rows
+
+
+def oracle_times(problem_name: str, batch: int = 32, repeats: int = 5) -> dict:
+    """Measured seconds of a gradient (with its value) and of an HVP of ``problem.loss``, each
+    vmapped over ``batch`` points (as the runner runs them), and their ratio beside the flop
+    weight ``bench.cost.weights`` charges: the weights are device-independent, the times are not."""
+    from bench import cost
+
+    p = problems.get(problem_name)
+    keys = jax.random.split(jax.random.key(0), batch)
+    xs = jax.vmap(p.init)(keys)
+    k = jax.random.key(1)
+    grad = jax.jit(jax.vmap(lambda x: jax.value_and_grad(p.loss)(x, k)))
+    hvp = jax.jit(jax.vmap(lambda x, v: jax.jvp(lambda y: jax.grad(p.loss)(y, k), (x,), (v,))[1]))
+    t_grad = _best(lambda: jax.block_until_ready(grad(xs)), repeats)
+    t_hvp = _best(lambda: jax.block_until_ready(hvp(xs, xs)), repeats)
+    w = cost.weights(p.name)
+    return {"problem": p.name, "dim": p.dim, "grad_s": t_grad / batch, "hvp_s": t_hvp / batch,
+            "hvp_over_grad_time": t_hvp / t_grad, "hvp_weight_flops": w.hvp}
+
+
+def curvature_cost(problem_name: str, optimizer: str = "adam", seeds: int = 16, steps: int = 200,
+                   log_every: int = 10, repeats: int = 3) -> dict:
+    """Run seconds of a cell with and without the ``curvature`` flag (compiled programs, best of
+    ``repeats``): what recording lambda_min, lambda_max and the index at every logged step costs."""
+    p = problems.get(problem_name)
+    out = {"problem": p.name, "optimizer": optimizer, "seeds": seeds, "steps": steps, "log_every": log_every}
+    for flag in (False, True):
+        def run(flag=flag):
+            return runner.run_cell(p, optimizer, seeds=seeds, steps=steps, log_every=log_every, curvature=flag)
+
+        df = run()
+        out["compile_s" + ("_curvature" if flag else "")] = float(df[schema.COMPILE_S].iloc[0])
+        best = min(float(run()[schema.CELL_RUN_S].iloc[0]) for _ in range(repeats))
+        out["run_s" + ("_curvature" if flag else "")] = best
+    out["curvature_over_plain"] = out["run_s_curvature"] / out["run_s"]
+    return out
+
+
+def landscape_costs(problem_names, repeats: int = 5) -> tuple[list[dict], list[dict]]:
+    """Print and return ``oracle_times`` and ``curvature_cost`` for each problem."""
+    print()
+    print("| problem | dim | gradient s | HVP s | HVP / gradient time | HVP weight (flops) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    times = []
+    for name in problem_names:
+        r = oracle_times(name, repeats=repeats)
+        times.append(r)
+        print(f"| {r['problem']} | {r['dim']} | {r['grad_s']:.3g} | {r['hvp_s']:.3g} | "
+              f"{r['hvp_over_grad_time']:.2f} | {r['hvp_weight_flops']:.2f} |", flush=True)
+    print()
+    print("| problem | plain run s | with --curvature run s | ratio | compile s (plain / curvature) |")
+    print("|---|---:|---:|---:|---:|")
+    flags = []
+    for name in problem_names:
+        r = curvature_cost(name, repeats=max(1, repeats // 2))
+        flags.append(r)
+        print(f"| {r['problem']} | {r['run_s']:.3g} | {r['run_s_curvature']:.3g} | {r['curvature_over_plain']:.2f}x | "
+              f"{r['compile_s']:.1f} / {r['compile_s_curvature']:.1f} |", flush=True)
+    return times, flags

@@ -207,3 +207,38 @@ def test_end_points_of_a_batch_keep_its_axes():
     assert (end.probe_drop[at_origin] > 1e-4).all()
     assert (end.probe_drop[~at_origin] <= schema.PROBE_RTOL * abs(p.reference.f_star)).all()
     np.testing.assert_allclose(end.lambda_min[~at_origin], 2.0, rtol=1e-5)
+
+
+def test_curvature_index_dense_and_lanczos_against_numpy():
+    # Eigenvalues -3, -2, -1 (index 3), positive ones in [1, 3], an isolated lambda_max = 5
+    # (Lanczos's extremes converge fast when isolated) and -1e-4, below the index threshold
+    # EIG_TOL max(1, |lambda_max|) = 5e-3 in magnitude, so not counted. Dim 41 is dense; 80 goes
+    # through Lanczos (20 steps), whose negative Ritz values are as many as the 3 isolated
+    # negative eigenvalues.
+    rng = np.random.default_rng(1)
+    for n in (41, 80):
+        lam = np.concatenate([[-3.0, -2.0, -1.0, -1e-4], np.linspace(1.0, 3.0, n - 5), [5.0]])
+        q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        a = (q * lam) @ q.T
+        c = jax.jit(lambda x, a=a: landscape.curvature(_quadratic(a), x, schema.EIG_TOL))(jnp.ones(n))
+        assert int(c.index) == 3
+        assert float(c.lambda_min) == pytest.approx(-3.0, abs=1e-3)
+        assert float(c.lambda_max) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_curvature_flag_records_the_way_and_keeps_the_trajectory():
+    # saddle_nd(dim=10, index=3) from within 1e-3 of its saddle: Hessian diag(-1 x3, +1 x7) there
+    # (curvatures 1), index 3 at step 0; gradient descent ends at a minimum (index 0, lambda_min
+    # = 2 neg_curvature = 2). The flag only measures: the losses are the same bits without it.
+    import bench
+
+    name = "saddle_nd(dim=10,index=3)"
+    kw = dict(hparams={"learning_rate": 0.2}, seeds=2, steps=200, log_every=20)
+    df = bench.run_cell(name, "sgd", curvature=True, **kw)
+    start, end = df[df.step == 0], df[df.step == 200]
+    assert (start[schema.HESSIAN_INDEX] == 3).all() and (end[schema.HESSIAN_INDEX] == 0).all()
+    np.testing.assert_allclose(start[schema.LAMBDA_MIN], -1.0, atol=1e-5)
+    np.testing.assert_allclose(end[schema.LAMBDA_MIN], 1.0, atol=1e-3)
+    plain = bench.run_cell(name, "sgd", **kw)
+    assert np.array_equal(df[schema.LOSS].to_numpy(), plain[schema.LOSS].to_numpy())
+    assert schema.LAMBDA_MIN not in plain
