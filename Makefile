@@ -7,7 +7,7 @@ SUITE ?= quick
 # pytest workers: JAX compiles dominate the tests and parallelize across processes.
 TEST_WORKERS ?= 2
 
-.PHONY: bench test report perf lint clean
+.PHONY: bench landscape reproduce test report perf lint clean
 
 # Reinstall only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -19,6 +19,17 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
 	$(PY) -m bench report --suite $(SUITE)
+
+# The landscape diagnostics on top of `make bench`'s store: saddle-escape sweeps, the spin-glass
+# census with the optimizers' end points, and the report with the pictures of the way.
+landscape: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m bench escape --out results/escape
+	JAX_PLATFORMS=cpu $(PY) -m bench census --results results
+	JAX_PLATFORMS=cpu $(PY) -m bench report --suite $(SUITE) --landscape
+
+# The paper checks: results/REPRODUCTIONS.md (fails if any does not reproduce).
+reproduce: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m bench reproduce --results results
 
 # Lint first: style drift fails CI before any test runs.
 test: $(STAMP)

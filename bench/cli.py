@@ -1,4 +1,4 @@
-"""``python -m bench list | run | report | reproduce | perf``."""
+"""``python -m bench list | run | report | replay | reproduce | census | campaign | perf``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import optimizers
 import problems
 from bench import grid as grids
 from bench import schema, suites
-from bench.store import CellSpec, Store
+from bench.store import CellSpec, CorruptCell, Store
 
 
 class UsageError(Exception):
@@ -100,15 +100,62 @@ def _cells_from_args(args) -> tuple[list[suites.Cell], str]:
         raise UsageError(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
     if args.seeds < 1 or args.steps < 1:
         raise UsageError("--seeds and --steps must be positive")
-    hp = json.loads(args.hparams) if args.hparams else None
+    if args.tune_seeds is not None and not 0 <= args.tune_seeds <= args.seeds:
+        raise UsageError(f"--tune-seeds must be between 0 and --seeds ({args.seeds}), got {args.tune_seeds}")
+    per_optimizer = _hparams_per_optimizer(args.hparams, opts)
     for p in probs:
         for o in opts:
+            hp = per_optimizer.get(o)
             try:
                 grid = grids.rule(o, args.grid) if hp is None else grids.expand(o, hp)
             except (KeyError, TypeError, ValueError) as err:
-                raise UsageError(str(err)) from None
-            cells.append(suites.Cell(p.name, o, grid, list(range(args.seeds)), args.steps, args.log_every))
+                raise UsageError(" ".join(str(err).split())) from None
+            cells.append(suites.Cell(p.name, o, grid, list(range(args.seeds)), args.steps, args.log_every,
+                                     args.tune_seeds, args.curvature))
     return cells, "custom"
+
+
+def _is_points(value) -> bool:
+    """A JSON object, or a list of them: one optimizer's hyperparameters (never a hyperparameter's value)."""
+    return isinstance(value, dict) or (isinstance(value, list) and bool(value)
+                                       and all(isinstance(v, dict) for v in value))
+
+
+def _hparams_per_optimizer(text: str | None, opts: list[str]) -> dict:
+    """``--hparams`` as {optimizer: its hyperparameters}; optimizers left out follow ``--grid``.
+
+    Two forms: flat, ``{"learning_rate": [0.01, 0.1]}`` (or a list of such points), for every
+    optimizer of the command; or per optimizer, ``{"saddle_free_newton": {"damping": 0.1}}``,
+    whose keys are optimizer names and whose values are objects (or lists of objects). A
+    hyperparameter's value is never an object, so the two cannot be confused, even where a name
+    is both (``momentum``).
+    """
+    if not text:
+        return {}
+    try:
+        hp = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--hparams is not valid JSON ({err.msg} at character {err.pos}): {text}") from None
+    if isinstance(hp, list):
+        return dict.fromkeys(opts, hp)
+    if not isinstance(hp, dict):
+        raise UsageError(f"--hparams must be a JSON object, got {text}")
+    nested = sorted(k for k, v in hp.items() if _is_points(v))
+    if not nested:
+        return dict.fromkeys(opts, hp)
+    flat = sorted(set(hp) - set(nested))
+    if flat:
+        raise UsageError(f"--hparams mixes per-optimizer entries ({', '.join(nested)}) with flat hyperparameters "
+                         f"({', '.join(flat)}); put every hyperparameter under its optimizer")
+    unknown = [k for k in nested if k not in optimizers.names()]
+    if unknown:
+        raise UsageError(f"--hparams: unknown optimizer(s) {', '.join(unknown)}; "
+                         f"valid optimizers: {', '.join(optimizers.names())}")
+    absent = [k for k in nested if k not in opts]
+    if absent:
+        raise UsageError(f"--hparams gives hyperparameters for {', '.join(absent)}, which --optimizers does not "
+                         f"run ({', '.join(opts)})")
+    return hp
 
 
 def cmd_run(args) -> int:
@@ -133,7 +180,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench.reports import leaderboard, plots
+    from bench.reports import landscape_section, leaderboard, plots
 
     store = Store(args.results)
     keys = None
@@ -151,18 +198,19 @@ def cmd_report(args) -> int:
     if keys is not None:
         failures = {k: v for k, v in failures.items() if k in keys}
     built = leaderboard.build(df)
-    md, csv = leaderboard.write(df, store.root, failures, built)
+    land, land_files = landscape_section.build(df, built[0], built[1], store.root, pictures=args.landscape,
+                                               figures=not args.no_plots)
+    md, csv = leaderboard.write(df, store.root, failures, built, extra=land)
     print(f"wrote {md} and {csv}", file=sys.stderr)
     if not args.no_plots:
-        written = plots.write(df, store.root / "plots") + leaderboard.write_score_plots(built[1], store.root / "plots")
+        written = (plots.write(df, store.root / "plots") + leaderboard.write_score_plots(built[1], store.root / "plots")
+                   + land_files)
         print(f"wrote {len(written)} plots to {store.root / 'plots'}", file=sys.stderr)
     return 0
 
 
-def cmd_reproduce(args) -> int:
+def cmd_replay(args) -> int:
     """Re-run stored cells from their specs and compare the numbers bit for bit."""
-    import pandas as pd
-
     from bench.runner import run_cell
 
     store = Store(args.results)
@@ -171,10 +219,16 @@ def cmd_reproduce(args) -> int:
         raise UsageError(f"no stored cell matches {args.key!r} in {store.cells}")
     bad = 0
     for path in paths[: args.limit]:
-        old = pd.read_parquet(path)
+        try:
+            old, _ = Store.read(path)
+        except CorruptCell as err:
+            print(f"{path.name}: CORRUPT ({err}); not replayed")
+            bad += 1
+            continue
         spec = CellSpec.from_json(old["cell_spec"].iloc[0])
         new = run_cell(spec.problem, spec.optimizer, hparams=spec.hparam_points(), seeds=list(spec.seeds),
-                       steps=spec.steps, log_every=spec.log_every, dtype=spec.dtype)
+                       steps=spec.steps, log_every=spec.log_every, dtype=spec.dtype, tune_seeds=spec.tune_seeds,
+                       curvature=spec.curvature)
         same = all(np.array_equal(old[c].to_numpy(), new[c].to_numpy(), equal_nan=True)
                    for c in (schema.LOSS, schema.GRAD_NORM, schema.N_VALUES, schema.N_GRADS, schema.N_HVPS))
         backend_same = old["backend"].iloc[0] == __import__("jax").default_backend()
@@ -184,10 +238,26 @@ def cmd_reproduce(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_reproduce(args) -> int:
+    """The paper checks (``bench.reproductions``): REPRODUCTIONS.md, exit 1 if any fails."""
+    from bench import reproductions
+
+    return reproductions.main(args.results, only=_csv(args.only) or None, include_slow=not args.fast)
+
+
 def cmd_perf(args) -> int:
     from bench import perf
 
-    perf.main(seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim, repeats=args.repeats)
+    if not args.skip_runner:
+        perf.main(seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim, repeats=args.repeats)
+    if args.landscape:
+        names = []
+        for name in _csv(args.landscape):
+            try:
+                names.append(problems.get(name).name)
+            except (KeyError, TypeError, ValueError) as err:
+                raise UsageError(str(err.args[0]) if err.args else str(err)) from None
+        perf.landscape_costs(names, repeats=args.repeats)
     return 0
 
 
@@ -208,6 +278,35 @@ def cmd_campaign(args) -> int:
     return 0
 
 
+def cmd_escape(args) -> int:
+    """The saddle-escape sweeps (``bench.escape``): escape cost against dimension, curvature, depth."""
+    from bench import escape
+
+    sweeps = _csv(args.sweeps)
+    bad = [s for s in sweeps if s not in escape.SWEEPS]
+    if bad:
+        raise UsageError(f"unknown sweep {bad[0]!r}; valid sweeps: {', '.join(escape.SWEEPS)}")
+    for o in _csv(args.optimizers):
+        if o not in optimizers.names():
+            raise UsageError(f"unknown optimizer {o!r}; valid optimizers: {', '.join(optimizers.names())}")
+    if args.seeds < 2 or (args.tune_seeds is not None and not 0 <= args.tune_seeds < args.seeds):
+        raise UsageError("--seeds must be >= 2 and --tune-seeds in [0, --seeds)")
+    escape.run_from_args(args)
+    return 0
+
+
+def cmd_census(args) -> int:
+    """The spin glass's critical-point census, with the stored optimizers' end points on it."""
+    from bench import census_report
+
+    if args.p < 2 or args.n < 3 or args.starts < 1:
+        raise UsageError("--p must be >= 2, --n >= 3 and --starts >= 1")
+    lines = census_report.run(args.results, p=args.p, n=args.n, instance=args.instance, starts=args.starts,
+                              key=args.key, end_points=not args.no_end_points)
+    print("\n".join(lines))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -219,10 +318,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--problems", help="comma-separated problem names, e.g. 'rosenbrock(dim=5),strict_saddle'")
     run.add_argument("--optimizers", help="comma-separated optimizer names")
     run.add_argument("--seeds", type=int, default=8)
+    run.add_argument("--tune-seeds", type=int, default=None,
+                     help="how many of the seeds (the first ones) choose each optimizer's hyperparameters; the "
+                          "rest are held out and reported (default: half)")
+    run.add_argument("--curvature", action="store_true",
+                     help="record the Hessian's lambda_min, lambda_max and index at every logged step")
     run.add_argument("--steps", type=int, default=1000)
     run.add_argument("--log-every", type=int, default=10)
     run.add_argument("--grid", default="defaults", help=grids.RULE_HELP)
-    run.add_argument("--hparams", help='JSON hyperparameters, lists form a grid: \'{"learning_rate": [0.01, 0.1]}\'')
+    run.add_argument("--hparams", help='JSON hyperparameters, lists form a grid: \'{"learning_rate": [0.01, 0.1]}\' '
+                     'for every optimizer, or per optimizer: \'{"saddle_free_newton": {"damping": 0.1}}\' '
+                     '(optimizers left out follow --grid)')
     run.add_argument("--results", default="results")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--workers", type=int, default=None,
@@ -234,15 +340,41 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default="results")
     rep.add_argument("--suite", help="only the cells of this suite")
     rep.add_argument("--no-plots", action="store_true")
-    rp = sub.add_parser("reproduce", help="re-run stored cells and compare bit for bit")
+    rep.add_argument("--landscape", action="store_true",
+                     help="also draw the pictures of the way (paths, loss along the line, MLP slices) and the "
+                          "Hessian spectra at start and end: re-runs each problem's best-ranked median runs "
+                          "(one compile per problem and optimizer)")
+    rp = sub.add_parser("replay", help="re-run stored cells and compare bit for bit")
     rp.add_argument("--results", default="results")
     rp.add_argument("--key", default="", help="a cell key (or its suffix); default: every cell")
     rp.add_argument("--limit", type=int, default=1000)
+    rr = sub.add_parser("reproduce", help="run the paper checks and write results/REPRODUCTIONS.md "
+                                          "(exit 1 if any does not reproduce)")
+    rr.add_argument("--results", default="results")
+    rr.add_argument("--only", default="", help="comma-separated check ids (default: all)")
+    rr.add_argument("--fast", action="store_true", help="skip the checks marked slow")
     pf = sub.add_parser("perf", help="runner vs hand-written loop vs minimal jit(vmap(scan))")
     pf.add_argument("--seeds", default="1,8,32")
     pf.add_argument("--steps", type=int, default=2000)
     pf.add_argument("--dim", type=int, default=20)
     pf.add_argument("--repeats", type=int, default=7)
+    pf.add_argument("--landscape", default="",
+                    help="comma-separated problems: time a gradient and an HVP (their ratio beside the flop weight) "
+                         "and the cost of the --curvature flag on each")
+    pf.add_argument("--skip-runner", action="store_true", help="skip the runner-vs-hand-loop table")
+    from bench import escape
+
+    escape.build_parser(sub.add_parser("escape", help="saddle-escape sweeps: escape cost against dimension, "
+                                                      "curvature ratio and depth, with fitted exponents"))
+    cs = sub.add_parser("census", help="critical points of a spin glass: index against energy, with theory "
+                                       "and the optimizers' end points (bench.census)")
+    cs.add_argument("--p", type=int, default=3)
+    cs.add_argument("--n", type=int, default=30)
+    cs.add_argument("--instance", type=int, default=0)
+    cs.add_argument("--starts", type=int, default=256, help="random starts of the critical-point search")
+    cs.add_argument("--key", type=int, default=0)
+    cs.add_argument("--results", default="results")
+    cs.add_argument("--no-end-points", action="store_true", help="do not re-run the stored cells for end points")
     cp = sub.add_parser("campaign", help="best known value of an instance from many restarts (bench.campaign)")
     cp.add_argument("--problems", required=True, help="comma-separated problem names, e.g. 'spin_glass(p=3,n=30)'")
     cp.add_argument("--restarts", type=int, default=256, help="seeds per optimizer (default 256)")
@@ -256,8 +388,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
-                "perf": cmd_perf, "campaign": cmd_campaign}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report, "replay": cmd_replay,
+                "reproduce": cmd_reproduce, "perf": cmd_perf, "campaign": cmd_campaign,
+                "census": cmd_census, "escape": cmd_escape}[args.command](args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
