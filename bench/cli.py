@@ -251,26 +251,26 @@ def cmd_perf(args) -> int:
     if not args.skip_runner:
         perf.main(seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim, repeats=args.repeats)
     if args.landscape:
-        names = []
-        for name in _csv(args.landscape):
-            try:
-                names.append(problems.get(name).name)
-            except (KeyError, TypeError, ValueError) as err:
-                raise UsageError(str(err.args[0]) if err.args else str(err)) from None
-        perf.landscape_costs(names, repeats=args.repeats)
+        perf.landscape_costs(_problem_names(args.landscape), repeats=args.repeats)
     return 0
+
+
+def _problem_names(text: str) -> list[str]:
+    """Canonical names of comma-separated problems, each built (so its factory's checks run) here."""
+    names = []
+    for name in _csv(text):
+        try:
+            names.append(problems.get(name).name)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(str(err.args[0]) if err.args else str(err)) from None
+    return names
 
 
 def cmd_campaign(args) -> int:
     """Many restarts of strong optimizers: each problem's best known value (``bench.campaign``)."""
     from bench import campaign
 
-    names = []
-    for name in _csv(args.problems):
-        try:
-            names.append(problems.get(name).name)
-        except (KeyError, TypeError, ValueError) as err:
-            raise UsageError(str(err.args[0]) if err.args else str(err)) from None
+    names = _problem_names(args.problems)
     if args.restarts < 1 or args.steps < 1 or args.seed_base < 0:
         raise UsageError("--restarts and --steps must be positive and --seed-base non-negative")
     campaign.main(names, restarts=args.restarts, steps=args.steps, write=args.write, seed_base=args.seed_base,

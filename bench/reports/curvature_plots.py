@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench import schema as S  # noqa: E402
+from bench.reports import save_figure  # noqa: E402
 
 
 def median_paths(df: pd.DataFrame, keep: pd.DataFrame) -> pd.DataFrame:
@@ -77,12 +78,7 @@ def write_problem(paths: pd.DataFrame, problem: str, path: str | pathlib.Path) -
         ax2.set_ylim(min(0.0, np.nanmin(lam_max)), 1.15 * top)
         ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, title="optimizer")
         fig.suptitle("\n".join(textwrap.wrap(f"Curvature along the trajectories: {problem}", 110)), fontsize=12)
-        fig.tight_layout()
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, tight=True)
 
 
 def file_name(problem: str) -> str:

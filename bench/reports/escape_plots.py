@@ -22,6 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.reports import save_figure  # noqa: E402
+
 DPI = 120
 
 
@@ -87,9 +89,4 @@ def plot_escape_scaling(summary: pd.DataFrame, exponents: pd.DataFrame, path, *,
     ax.set_xticklabels([f"{v:g}" for v in xs])
     ax.minorticks_off()
     ax.legend(fontsize=8.5, loc="best", frameon=True)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, DPI, tight=True)

@@ -30,6 +30,7 @@ import seaborn as sns  # noqa: E402
 
 from bench import census as census_mod  # noqa: E402
 from bench import spectrum  # noqa: E402
+from bench.reports import save_figure  # noqa: E402
 from problems.spin_glass import ground_state_energy, threshold_energy  # noqa: E402
 
 DENSITY_FLOOR = 1e-5  # lower end of the log density axis (relative to the largest peak)
@@ -37,12 +38,7 @@ DPI = 120
 
 
 def _save(fig, path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, DPI, tight=True)
 
 
 def plot_spectral_density(

@@ -15,7 +15,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench import schema as S  # noqa: E402
-from bench.reports import score  # noqa: E402
+from bench.reports import save_figure, score  # noqa: E402
 
 _STYLES = ["-", "--", "-.", ":"]
 
@@ -34,11 +34,7 @@ def _finish(fig, ax, path: str | pathlib.Path, title: str, legend_title: str) ->
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, title=legend_title,
               title_fontsize=9, alignment="left")
     ax.set_title(title, fontsize=11)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_profile(costs: pd.DataFrame, path: str | pathlib.Path, cost_label: str, *, tau_max: float = 4.0,
@@ -151,9 +147,4 @@ def write_ecdf_panels(frames: dict[str, pd.DataFrame], path: str | pathlib.Path,
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False,
                    title="optimizer", title_fontsize=9)
         fig.suptitle(title, fontsize=12)
-        fig.tight_layout()
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, tight=True)
