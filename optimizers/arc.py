@@ -120,6 +120,60 @@ def cubic_step(value_fn, params, grads, sigma, k: int):
     return s, sol.model, {"lanczos": lz, "solution": sol, "b": b, "T": (Q * theta) @ Q.T}
 
 
+class ArcTrial(NamedTuple):
+    """One ARC trial step (``arc_trial_step``): the step, the trial value and the ratio test's verdict."""
+
+    step: jax.Array  # flat learning_rate * s, in the working dtype
+    f_new: jax.Array  # f(x + step)
+    accepted: jax.Array  # bool
+    rho: jax.Array  # actual / predicted decrease (NaN when none was predicted)
+    new_sigma: jax.Array  # the sigma of the next step
+    scale: jax.Array  # new_sigma / sigma_0, clipped
+    hvps: jax.Array  # Lanczos steps run (HVPs of hess_fn)
+
+
+def arc_trial_step(hess_fn, trial_fn, params, grads, f0, cur_sigma, sig0, smin, learning_rate, eta1, eta2, gamma,
+                   k: int) -> ArcTrial:
+    """ARC's step at ``params``: the Krylov cubic step, the trial value and the ratio test.
+
+    ``hess_fn``'s Hessian-vector products build the cubic model (with the gradient ``grads`` and
+    the penalty ``cur_sigma``); ``trial_fn`` gives f(x + learning_rate s) for the ratio
+    rho = (f0 - f(x + lr s)) / (m(0) - m(lr s)). ``scale_by_cubic_reg`` calls it with both the
+    step's ``value_fn``; sub-sampled cubic regularization (``optimizers.subsampled_cubic``) with
+    a sub-sampled Hessian and the full objective.
+    """
+    x, unravel = ravel_pytree(params)
+    dtype = working_dtype(x.dtype)
+    s, _, ex = cubic_step(hess_fn, params, grads, cur_sigma, k)
+    y, b, T = ex["solution"].y, ex["b"], ex["T"]
+    hvps = ex["lanczos"].num_valid  # Lanczos stops at a breakdown: the HVPs it ran
+    t = jnp.asarray(learning_rate, dtype)
+    ynorm = jnp.linalg.norm(y)
+    # m(t s) - f(x) in the reduced coordinates (|s| = |y| since V is orthonormal)
+    model = t * (b @ y) + 0.5 * t * t * (y @ (T @ y)) + cur_sigma / 3.0 * (t * ynorm) ** 3
+    step = t * s
+    f_new = jnp.asarray(trial_fn(unravel((x + step).astype(x.dtype))), dtype)
+
+    pred = -model
+    has_pred = (pred > 0) & jnp.isfinite(pred)
+    rho = jnp.where(has_pred, (f0 - f_new) / jnp.where(has_pred, pred, 1.0), jnp.nan)
+    finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(step))
+    # both decreases below the float resolution of f: rho is round-off; take the (tiny) step
+    # and leave sigma alone (Conn, Gould and Toint 2000, Sec. 17.4.2)
+    tol = 4.0 * jnp.finfo(x.dtype).eps * jnp.abs(f0)  # the resolution of f at the params' precision
+    negligible = has_pred & finite & (pred <= tol) & (jnp.abs(f0 - f_new) <= tol)
+    accepted = has_pred & finite & ((rho >= eta1) | negligible)
+    very = accepted & (rho >= eta2) & ~negligible
+    g_ = jnp.asarray(gamma, dtype)
+    new_sigma = jnp.where(very, cur_sigma / g_, jnp.where(accepted, cur_sigma, cur_sigma * g_))
+    # no predicted decrease (s = 0: a minimizer of the model at y = 0): nothing to learn
+    new_sigma = jnp.where(has_pred | ~finite, new_sigma, cur_sigma)
+    new_sigma = jnp.maximum(new_sigma, smin)
+    scale = jnp.clip(new_sigma / sig0, 0.0, _SIGMA_SCALE_MAX)
+
+    return ArcTrial(step, f_new, accepted, rho, new_sigma, scale, hvps)
+
+
 def scale_by_cubic_reg(
     *,
     sigma: float,
@@ -176,33 +230,11 @@ def scale_by_cubic_reg(
         smin = jnp.asarray(sigma_min, dtype)
         cur_sigma = jnp.maximum(sig0 * state.sigma_scale.astype(dtype), smin)
 
-        s, _, ex = cubic_step(value_fn, params, updates, cur_sigma, k)
-        y, b, T = ex["solution"].y, ex["b"], ex["T"]
-        hvps = ex["lanczos"].num_valid  # Lanczos stops at a breakdown: the HVPs it ran
-        t = jnp.asarray(learning_rate, dtype)
-        ynorm = jnp.linalg.norm(y)
-        # m(t s) - f(x) in the reduced coordinates (|s| = |y| since V is orthonormal)
-        model = t * (b @ y) + 0.5 * t * t * (y @ (T @ y)) + cur_sigma / 3.0 * (t * ynorm) ** 3
-        step = t * s
-        f_new = jnp.asarray(value_fn(unravel((x + step).astype(x.dtype))), dtype)
-        counts = counts.add(values=1, hvps=hvps)
-
-        pred = -model
-        has_pred = (pred > 0) & jnp.isfinite(pred)
-        rho = jnp.where(has_pred, (f0 - f_new) / jnp.where(has_pred, pred, 1.0), jnp.nan)
-        finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(step))
-        # both decreases below the float resolution of f: rho is round-off; take the (tiny) step
-        # and leave sigma alone (Conn, Gould and Toint 2000, Sec. 17.4.2)
-        tol = 4.0 * jnp.finfo(x.dtype).eps * jnp.abs(f0)  # the resolution of f at the params' precision
-        negligible = has_pred & finite & (pred <= tol) & (jnp.abs(f0 - f_new) <= tol)
-        accepted = has_pred & finite & ((rho >= eta1) | negligible)
-        very = accepted & (rho >= eta2) & ~negligible
-        g_ = jnp.asarray(gamma, dtype)
-        new_sigma = jnp.where(very, cur_sigma / g_, jnp.where(accepted, cur_sigma, cur_sigma * g_))
-        # no predicted decrease (s = 0: a minimizer of the model at y = 0): nothing to learn
-        new_sigma = jnp.where(has_pred | ~finite, new_sigma, cur_sigma)
-        new_sigma = jnp.maximum(new_sigma, smin)
-        scale = jnp.clip(new_sigma / sig0, 0.0, _SIGMA_SCALE_MAX)
+        tr = arc_trial_step(value_fn, value_fn, params, updates, f0, cur_sigma, sig0, smin, learning_rate, eta1,
+                            eta2, gamma, k)
+        step, f_new, accepted, rho = tr.step, tr.f_new, tr.accepted, tr.rho
+        scale = tr.scale
+        counts = counts.add(values=1, hvps=tr.hvps)
 
         out = unravel(jnp.where(accepted, step, jnp.zeros_like(step)).astype(x.dtype))
         new_state = CubicRegState(

@@ -210,6 +210,10 @@ class Range:
             raise ValueError(f"bad range [{self.low}, {self.high}] (log={self.log})")
 
 
+# The optimizer families, in the order the leaderboard lists them (``Spec.family``).
+FAMILIES = ("first-order", "noise-injecting", "quasi-Newton", "Hessian-vector", "sub-sampled")
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """What the suite knows about an optimizer.
@@ -224,6 +228,15 @@ class Spec:
       uses_key: draws noise from the per-step ``key``.
       reference: the paper or library it comes from.
       description: one line.
+      family: one of ``FAMILIES`` (what the leaderboard groups by): "first-order" (gradients
+        only, deterministic), "noise-injecting" (first-order plus noise or perturbations from the
+        key), "quasi-Newton" (curvature from gradient differences), "Hessian-vector" (curvature
+        from Hessian-vector products of ``value_fn``), "sub-sampled" (methods that draw their
+        own samples of gradients and Hessians); "" where a registration gave none.
+      optax_alias: the factory returns an optax alias as optax builds it (only optax's
+        transformations, no code of this package in its ``update``): such optimizers share one
+        code path here (``get``: ``inject_hyperparams`` and ``keep_dtypes`` around optax's
+        update), which the shared tests check in full on a representative.
     """
 
     name: str
@@ -235,6 +248,8 @@ class Spec:
     uses_key: bool = False
     reference: str = ""
     description: str = ""
+    family: str = ""
+    optax_alias: bool = False
 
     @property
     def traced(self) -> tuple[str, ...]:
@@ -256,14 +271,19 @@ def register(
     uses_key: bool = False,
     reference: str = "",
     description: str = "",
+    family: str = "",
+    optax_alias: bool = False,
 ) -> None:
     """Register ``factory(**hparams) -> GradientTransformation`` under ``name``.
 
     The factory's keyword defaults are the optimizer's defaults (``Spec.defaults``, in
     signature order): every parameter of ``factory`` is a hyperparameter and needs a default.
+    ``family`` is one of ``FAMILIES`` (see ``Spec``).
     """
     if name in _REGISTRY:
         raise ValueError(f"optimizer {name!r} is already registered")
+    if family and family not in FAMILIES:
+        raise ValueError(f"optimizer {name!r}: unknown family {family!r}; valid families: {', '.join(FAMILIES)}")
     defaults = {}
     for pname, prm in inspect.signature(factory).parameters.items():
         if prm.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
@@ -285,6 +305,8 @@ def register(
         uses_key=uses_key,
         reference=reference,
         description=description or (factory.__doc__ or "").strip().split("\n")[0],
+        family=family,
+        optax_alias=optax_alias,
     )
     _REGISTRY[name] = (spec, factory)
 

@@ -224,6 +224,9 @@ def deep_linear(
             idx = jax.random.randint(key, (batch_size,), 0, n_samples)
             return deep_linear_value(params, x[idx], y[idx])
 
+    def sample_loss(params, idx):  # the mean over the samples idx (the finite-sum contract)
+        return deep_linear_value(params, x[idx], y[idx])
+
     n_sv = int(np.sum(sv_yx > 1e-6 * sv_yx[0]))
     if depth == 1:
         saddles = ()
@@ -258,4 +261,7 @@ def deep_linear(
             },
         ),
         saddles=saddles,
+        n_samples=n_samples,
+        sample_loss=sample_loss,
+        batch_samples=batch_size if batch_size > 0 else n_samples,
     )

@@ -154,6 +154,9 @@ def relu_mlp(
         idx = jax.random.randint(key, (batch_size,), 0, m)
         return objective(params, x_all[idx], y_all[idx])
 
+    def sample_loss(params, idx):  # the mean over the examples idx (the finite-sum contract)
+        return objective(params, x_all[idx], y_all[idx])
+
     extra = {"n_examples": float(m), "n_features": float(d_in), "n_classes": float(n_classes)}
     source = ("f* = 0 is the infimum of cross-entropy (a lower bound, not attained; positive and "
               "unknown when weight_decay > 0); target: mean training cross-entropy 0.01")
@@ -171,4 +174,7 @@ def relu_mlp(
         full_loss=full_loss,
         loss=loss,
         reference=Reference(f_star=0.0, f_target=F_TARGET, source=source, extra=extra),
+        n_samples=m,
+        sample_loss=sample_loss,
+        batch_samples=batch_size,
     )
