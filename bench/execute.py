@@ -127,6 +127,9 @@ def _worker(work: Work, conn) -> None:
     If the parent is gone (killed), the worker finishes the cell it holds (under the cell's lock,
     so the store stays consistent) and exits quietly.
     """
+    from bench import plugins
+
+    plugins.load_env()  # the parent's plug-ins (--import, entry points): their cells run here
     try:
         conn.send("ready")
         while True:

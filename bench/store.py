@@ -70,11 +70,15 @@ import pyarrow.parquet as pq
 # 6: relative targets tau in schema.TAUS (hit_step@1e-1 ... columns, f_ref), the tuning/held-out
 # split in the spec (tune_seeds) and in every row (tuning); the escape columns (hit_step@escape ...);
 # the curvature flag (lambda_min, lambda_max, hessian_index at every logged step).
-SCHEMA_VERSION = 6
+# 7: registered defaults from evidence (docs/DEFAULTS.md: the defaults track and every grid point 0 of
+# the classics, noise methods and L-BFGS move); saddle-free Newton's damping line search (6 values a
+# step); the device provenance column; sample_loss for the sub-sampled methods. (Newton-CG's solve on
+# b / 2^e changes no bits where the old one neither overflowed nor underflowed.)
+SCHEMA_VERSION = 7
 
 PROVENANCE_COLUMNS = [
     "jax_version", "jaxlib_version", "optax_version", "flax_version", "backend", "device_kind",
-    "device_count", "x64", "git_commit", "code_fingerprint", "utc_time", "cell_key", "cell_spec",
+    "device_count", "device", "x64", "git_commit", "code_fingerprint", "utc_time", "cell_key", "cell_spec",
 ]
 # Parquet key-value metadata of a cell file: its key, spec, code fingerprint and frame checksum.
 META_KEY = b"saddlebench"
@@ -153,6 +157,31 @@ def _git_commit() -> str:
     return ""
 
 
+@functools.cache
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``), or ""."""
+    import platform
+
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_label(backend: str, device_kind: str, device_count: int) -> str:
+    """What a row's times were measured on, for comparing seconds within a device only:
+    ``gpu:NVIDIA H200``, ``cpu:AMD EPYC 7B13 x16`` (a CPU is named by its model and the cores this
+    process may use, since JAX calls every CPU "cpu"); `` x<count>`` for several accelerators."""
+    if backend == "cpu":
+        model = _cpu_model() or device_kind
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return f"cpu:{model} x{cores}"
+    return f"{backend}:{device_kind}" + (f" x{device_count}" if device_count > 1 else "")
+
+
 def provenance() -> dict[str, Any]:
     """Versions, backend and device of this process, git commit, and the time now (UTC)."""
     import flax
@@ -169,6 +198,7 @@ def provenance() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
+        "device": device_label(jax.default_backend(), devices[0].device_kind, len(devices)),
         "x64": bool(jax.config.jax_enable_x64),
         "git_commit": _git_commit(),
         "utc_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -338,6 +368,13 @@ class Fingerprint:
 def _fingerprint(problem_module: str | None, optimizer_module: str | None) -> Fingerprint:
     starts = tuple(m for m in (problem_module, optimizer_module, "optimizers.base") if m) + _BENCH_MODULES
     comps = _components(starts)
+    for module in (problem_module, optimizer_module):  # a plug-in (bench.plugins): its source, and what
+        if module and module.split(".")[0] not in _PACKAGES:  # it imports from problems/optimizers/bench
+            path = getattr(sys.modules.get(module), "__file__", None)
+            comps[f"plugin:{module}"] = _file_digest(pathlib.Path(path).resolve()) if path else "no source"
+            if path and path.endswith(".py"):
+                inner = _imports(pathlib.Path(path), module)
+                comps.update(_components(tuple(sorted(n for n in inner if n.split(".")[0] in _PACKAGES))))
     if problem_module is None:
         comps["problem"] = "unregistered"
     if optimizer_module is None:

@@ -339,9 +339,29 @@ def overall(ev: pd.DataFrame, defaults: pd.DataFrame | None = None) -> dict[str,
         dscore = score.algoperf_score(both, shift=COST_SHIFT)
         summary["score_cost_defaults"] = pd.Series({c[: -len(" (defaults)")]: v for c, v in dscore.items()
                                                     if c.endswith(" (defaults)")})
-    out["summary"] = summary.sort_values("score_cost", ascending=False)
+    out["summary"] = by_family(summary)
     out["n_problems"] = pd.DataFrame({"n": [len(keep)]})
     return out
+
+
+def optimizer_family(name: str) -> str:
+    """The optimizer's family (``optimizers.Spec.family``); "other" for a stored name no longer registered."""
+    try:
+        return optimizers.spec(name).family or "other"
+    except KeyError:
+        return "other"
+
+
+def by_family(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` (indexed by optimizer) with a ``family`` column, grouped by family in the order of
+    ``optimizers.base.FAMILIES`` ("other" last) and by ``score_cost``, best first, within a family."""
+    from optimizers.base import FAMILIES
+
+    family = pd.Series([optimizer_family(o) for o in summary.index], index=summary.index)
+    rank = family.map({f: i for i, f in enumerate(FAMILIES)}).fillna(len(FAMILIES))
+    score = summary["score_cost"].fillna(-np.inf)
+    order = sorted(summary.index, key=lambda o: (rank[o], -score[o], o))
+    return summary.assign(family=family).loc[order]
 
 
 def relative_target_scores(ev: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -449,8 +469,10 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
     prov = runs_frame.iloc[0]
     commits = sorted(set(runs_frame["git_commit"].dropna().astype(str))) if "git_commit" in runs_frame else []
     lines += [
-        f"Backend **{prov.get('backend', '?')}** ({prov.get('device_kind', '?')} x{prov.get('device_count', '?')}), "
-        f"jax {prov.get('jax_version', '?')}, optax {prov.get('optax_version', '?')}, "
+        (f"Backend **{prov.get('backend', '?')}** ({prov.get('device_kind', '?')} x{prov.get('device_count', '?')}), "
+         if "device" not in runs_frame or runs_frame["device"].nunique() < 2 else
+         f"Devices **{'**, **'.join(sorted(map(str, runs_frame['device'].unique())))}** (see Devices), ")
+        + f"jax {prov.get('jax_version', '?')}, optax {prov.get('optax_version', '?')}, "
         f"flax {prov.get('flax_version', '?')}; commit {', '.join(c[:12] for c in commits) or 'unknown'}; "
         f"{len(runs_frame.groupby(['cell_key']))} cells, newest written {runs_frame['utc_time'].max()}.",
         "",
@@ -490,12 +512,16 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
             + (" *defaults*: the same score for the registered defaults, untuned, against the tuned field."
                if has_defaults else ""),
             "",
-            "| optimizer | score (gradient-equivalents) | score (seconds) | solved | mean success |"
+            "Grouped by family (first-order, noise-injecting, quasi-Newton, Hessian-vector, sub-sampled),",
+            "best score first within each.",
+            "",
+            "| family | optimizer | score (gradient-equivalents) | score (seconds) | solved | mean success |"
             + (" score, defaults |" if has_defaults else ""),
-            "|---|---:|---:|---:|---:|" + ("---:|" if has_defaults else ""),
+            "|---|---|---:|---:|---:|---:|" + ("---:|" if has_defaults else ""),
         ]
         for opt, r in summary.iterrows():
-            lines.append(f"| {opt} | {r['score_cost']:.3f} | {r['score_seconds']:.3f} | {int(r['solved'])}/{n_prob} | "
+            secs = "–" if math.isnan(r["score_seconds"]) else f"{r['score_seconds']:.3f}"  # –: several devices
+            lines.append(f"| {r['family']} | {opt} | {r['score_cost']:.3f} | {secs} | {int(r['solved'])}/{n_prob} | "
                          f"{_fmt_pct(r['success_mean'])} |"
                          + (f" {_fmt_num(r['score_cost_defaults'])} |" if has_defaults else ""))
         lines += ["", "Performance profiles and runtime ECDF: `plots/performance_profile.png`, "
@@ -650,11 +676,13 @@ def write_score_plots(ov: dict, plot_dir: str | pathlib.Path) -> list[pathlib.Pa
     if "runs" not in ov:
         return out
     ev = ov["runs"]
+    # no seconds profile across devices (bench.multistore sets their score to NaN): times compare within one
+    mixed = "summary" in ov and ov["summary"]["score_seconds"].isna().all()
     return out + [
         profiles.write_profile(ov["costs"], plot_dir / "performance_profile.png",
                                "gradient-equivalents to target (median over held-out runs)", shift=COST_SHIFT),
-        profiles.write_profile(ov["seconds"], plot_dir / "performance_profile_seconds.png",
-                               "seconds to target (median over held-out runs)"),
+        *([] if mixed else [profiles.write_profile(ov["seconds"], plot_dir / "performance_profile_seconds.png",
+                                                   "seconds to target (median over held-out runs)")]),
         profiles.write_ecdf(score.runtime_ecdf(ev, COST, success_col=SUCCESS), plot_dir / "runtime_ecdf.png",
                             "gradient-equivalents to target"),
     ]

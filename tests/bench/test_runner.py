@@ -207,4 +207,4 @@ def test_bad_input_fails_before_running(kwargs, err):
 
 def test_unknown_optimizer_names_the_valid_ones():
     with pytest.raises(KeyError, match="valid optimizers: .*adam"):
-        bench.run_cell("strict_saddle", "adamw", steps=10, log_every=5)
+        bench.run_cell("strict_saddle", "adamx", steps=10, log_every=5)

@@ -86,7 +86,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     "argv, message",
     [
         (["run", "--problems", "nope", "--optimizers", "adam"], "valid problems: "),
-        (["run", "--problems", "strict_saddle", "--optimizers", "adamw"], "valid optimizers: "),
+        (["run", "--problems", "strict_saddle", "--optimizers", "adamx"], "valid optimizers: "),
         (["run", "--suite", "bogus"], "valid suites: "),
         (["run", "--problems", "rosenbrock(dimm=3)", "--optimizers", "sgd"], "unknown parameter"),
         (["run", "--problems", "strict_saddle", "--optimizers", "sgd", "--steps", "10", "--log-every", "3"],
