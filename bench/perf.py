@@ -204,3 +204,91 @@ def landscape_costs(problem_names, repeats: int = 5) -> tuple[list[dict], list[d
         print(f"| {r['problem']} | {r['run_s']:.3g} | {r['run_s_curvature']:.3g} | {r['curvature_over_plain']:.2f}x | "
               f"{r['compile_s']:.1f} / {r['compile_s_curvature']:.1f} |", flush=True)
     return times, flags
+
+
+def spin_glass_compile(ns=(30, 200, 300), p: int = 3, optimizer: str = "adam", seeds: int = 8, steps: int = 100,
+                       log_every: int = 10) -> list[dict]:
+    """Compile seconds and program size of a spin-glass cell at each n: the coupling tensor passed as
+    an argument (``Problem.constants``, what the runner does) against captured as a constant (the
+    problem with its constants dropped, so ``jit`` embeds the tensor, as before)."""
+    import dataclasses
+
+    from bench import grid as grids
+
+    g = grids.expand(optimizer, None)
+    rows = []
+    print("| n | n^p floats | compile s (argument) | compile s (embedded) | HLO chars (argument) "
+          "| HLO chars (embedded) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in ns:
+        prob = problems.get("spin_glass", p=p, n=n, instance=0)
+        embedded = dataclasses.replace(prob, constants=None, bind_constants=None)
+        row = {"n": n, "entries": n**p}
+        for label, pr in (("argument", prob), ("embedded", embedded)):
+            program.clear_caches()
+            _, compile_s, _ = program.compile_cell(pr, g, steps, log_every, "float32", seeds, devices=1)
+            row[f"compile_s_{label}"] = compile_s
+            # the size of the program handed to XLA (its StableHLO text; the compiled text elides constants)
+            args = ({k: jax.ShapeDtypeStruct((len(g),), jnp.float32) for k in g.traced_names},
+                    jax.ShapeDtypeStruct((seeds,), jnp.uint32))
+            args += () if pr.constants is None else (pr.constants,)
+            lowered = jax.jit(program.build_program(pr, optimizer, g.static, steps, log_every)).lower(*args)
+            row[f"hlo_chars_{label}"] = len(lowered.as_text())
+        rows.append(row)
+        print(f"| {n} | {n**p:.3g} | {row['compile_s_argument']:.2f} | {row['compile_s_embedded']:.2f} "
+              f"| {row['hlo_chars_argument']} | {row['hlo_chars_embedded']} |", flush=True)
+    return rows
+
+
+def matmul_gflops(shape=(2048, 2048, 2048), repeats: int = 10) -> float:
+    """This machine's dense float32 matmul rate: an (m, k) by (k, n) ``jnp.dot``, 2 m k n flops."""
+    m, k, n = shape
+    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
+    f = jax.jit(jnp.dot)
+    t = _best(lambda: jax.block_until_ready(f(a, b)), repeats)
+    return 2 * m * k * n / t / 1e9
+
+
+def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5) -> list[dict]:
+    """Achieved GFLOP/s of the vmapped spin-glass gradient (and HVP) against ``matmul_gflops``.
+
+    Flops counted as the program computes them: a gradient is the local field T.s^{p-1}, p - 1
+    successive contractions of the symmetric tensor, sum_{k=1}^{p-1} 2 n^{p-k+1} flops per seed
+    (the first, 2 n^p, dominates; under ``vmap`` it is one (n^{p-1} x n) by (n x S) matmul). The HVP
+    (forward over reverse) is counted at twice the gradient's flops (the field and its tangent).
+    """
+    prob = problems.get("spin_glass", p=p, n=n, instance=0)
+    peak = matmul_gflops()
+    grad_flops = sum(2 * n ** (p - k + 1) for k in range(1, p))
+    grad = jax.jit(jax.vmap(jax.grad(prob.full_loss)))
+    hvp = jax.jit(jax.vmap(lambda w, v: jax.jvp(jax.grad(prob.full_loss), (w,), (v,))[1]))
+    print(f"dense float32 matmul: {peak:.1f} GFLOP/s (2048^3, best of 10); spin_glass(p={p},n={n}), best of {repeats}; "
+          f"backend {jax.default_backend()}, jax {jax.__version__}")
+    print("| seeds | gradient ms | gradient GFLOP/s | % of matmul | same-shape matmul GFLOP/s | HVP ms "
+          "| HVP / gradient time |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for s in seeds:
+        w = jax.vmap(prob.init)(jax.random.split(jax.random.key(1), s))
+        t_g = _best(lambda w=w: jax.block_until_ready(grad(w)), repeats)
+        t_h = _best(lambda w=w: jax.block_until_ready(hvp(w, w)), repeats)
+        rate = grad_flops * s / t_g / 1e9
+        same = matmul_gflops((n ** (p - 1), n, s), repeats)  # the gradient's dominant contraction alone
+        rows.append({"seeds": s, "grad_s": t_g, "gflops": rate, "fraction": rate / peak, "same_shape_gflops": same,
+                     "hvp_s": t_h})
+        print(f"| {s} | {1e3 * t_g:.3g} | {rate:.1f} | {100 * rate / peak:.0f}% | {same:.1f} | {1e3 * t_h:.3g} "
+              f"| {t_h / t_g:.2f} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-glass-roofline
+    import sys
+
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "spin-glass-compile":
+        spin_glass_compile()
+    elif what == "spin-glass-roofline":
+        spin_glass_roofline()
+    else:
+        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-roofline")

@@ -5,7 +5,9 @@ log points: each measures the full loss and gradient norm, then (but after the l
 ``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are traced arrays in the
 optimizer state (``optax.inject_hyperparams``, set with ``optimizers.set_hparams``), so a sweep
 of 100 learning rates and 128 seeds is one compile. Compilation is done ahead of time
-(``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
+(``jit(...).lower(...).compile()``) so its cost is measured apart from the run. The problem's
+``constants`` (a spin glass's coupling tensor) are arguments of the program, not embedded in it;
+with several local devices the batch is sharded over them (``CellExecutable``).
 
 Oracle accounting (the convention of ``optimizers.OracleCounts``): each step (``make_step``)
 needs the mini-batch value and gradient at the current point; it computes them with
@@ -23,6 +25,7 @@ same bits.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -222,6 +225,9 @@ def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraAr
     """
     exact_values = not problem.stochastic
     reuse = reuses_cache(problem)
+    # a finite sum reaches the sub-sampled methods as the extra argument sample_loss (others ignore it)
+    extra = {} if problem.sample_loss is None else {"sample_loss": optimizers.SampleLoss(
+        problem.sample_loss, int(problem.n_samples), int(problem.batch_samples))}
 
     def step(carry, t, run_key):
         params, state, track = carry
@@ -236,7 +242,7 @@ def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraAr
             track = track.hit(value, target, t, counts(state, track))
         track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
         track = track._replace(spent=track.spent + spent)
-        updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt)
+        updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt, **extra)
         params = problem.retract(optax.apply_updates(params, updates))
         return params, state, track
 
@@ -247,7 +253,8 @@ _AXES = ("hp", "seeds")
 
 
 def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str, Any], steps: int,
-                  log_every: int, dtype: str = "float32", unroll: int | None = None, curvature: bool = False):
+                  log_every: int, dtype: str = "float32", unroll: int | None = None, curvature: bool = False,
+                  mesh_axes: tuple[str, ...] = ()):
     """The pure function ``(hp_arrays: {name: (H,)}, seeds: uint32 (S,)) -> Outputs`` of a cell.
 
     Per logged step (``steps // log_every + 1`` of them, step 0 included) the full loss,
@@ -257,6 +264,11 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
     ``curvature``: also measure the Hessian's extremes and index at each logged step
     (``bench.landscape.curvature``: a dense Hessian up to 64 parameters, else 20 Lanczos HVPs;
     measurements only, the trajectory is the same bits). Each step is ``make_step``'s.
+
+    The program takes a third, optional argument: the problem's ``constants`` (``Problem.bind``),
+    passed as arguments instead of embedded in the program (None: the captured ones).
+    ``mesh_axes``: the device-mesh axes the program runs under (``jax.shard_map``, ``compile_cell``),
+    added to the batch-wide reductions of a step (``_value_and_grad``), so they span every device.
     """
     tx = optimizers.get(optimizer, **static)
     unroll = step_unroll(optimizer) if unroll is None else unroll
@@ -267,13 +279,18 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
     escape = jnp.asarray(np.nan if (e := escape_threshold(problem)) is None else e, dtype)
     n_logs = steps // log_every
     fdtype = jnp.dtype(dtype)
-    step_fn = make_step(problem, tx, target, axis_name=_AXES)
 
-    def measure(params):
-        f, g = jax.value_and_grad(problem.full_loss)(params)
-        return f, optax.tree.norm(g)
+    def make_one_run(problem, axis_name):
+        """``one_run(hp, seed_key) -> Outputs`` of ``problem``, its steps under the vmap axes ``axis_name``."""
+        step_fn = make_step(problem, tx, target, axis_name=axis_name)
 
-    def one_run(hp, seed_key):
+        def measure(params):
+            f, g = jax.value_and_grad(problem.full_loss)(params)
+            return f, optax.tree.norm(g)
+
+        return functools.partial(one_run, problem, step_fn, measure)
+
+    def one_run(problem, step_fn, measure, hp, seed_key):
         k_init, k_run = jax.random.split(seed_key)
         params = _cast(problem.init(k_init), fdtype)
         state = optimizers.set_hparams(tx.init(params), **hp)
@@ -307,9 +324,10 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
                        diverged_step=track.diverged_step, target_hit_step=track.target_hit_step,
                        target_hit_counts=track.target_hit_counts, params=params, curvature=curv)
 
-    def program(hp, seeds):
+    def program(hp, seeds, constants=None):
+        prob = problem if constants is None else problem.bind(constants)
         keys = jax.vmap(jax.random.key)(seeds)  # one root key per seed
-        over_seeds = jax.vmap(one_run, in_axes=(None, 0), axis_name=_AXES[1])
+        over_seeds = jax.vmap(make_one_run(prob, _AXES + tuple(mesh_axes)), in_axes=(None, 0), axis_name=_AXES[1])
         return jax.vmap(over_seeds, in_axes=(0, None), axis_name=_AXES[0])(hp, keys)
 
     return program
@@ -320,24 +338,145 @@ def build_program(problem: problems.Problem, optimizer: str, static: Mapping[str
 _COMPILED: dict[tuple, Any] = {}
 
 
+def batch_devices(devices: int | None = None) -> list:
+    """The local devices a cell's batch is sharded over: the first ``devices`` (default: all)."""
+    local = jax.local_devices()
+    if devices is None:
+        return local
+    if isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
+        raise ValueError(f"devices must be an integer in [1, {len(local)}] (the local devices), got {devices!r}")
+    return local[:devices]
+
+
+MESH_AXES = ("hp_devices", "seed_devices")  # the device mesh's axes, over the program's batch axes _AXES
+
+
+def mesh_shape(n_hp: int, n_seeds: int, n_devices: int) -> tuple[int, int]:
+    """(devices along the hyperparameter axis, along the seed axis), their product ``n_devices``:
+    the factorization that pads the batch least (each axis padded to a multiple of its devices),
+    ties going to more devices on the seed axis."""
+    best = None
+    for d_hp in range(1, n_devices + 1):
+        if n_devices % d_hp:
+            continue
+        d_seeds = n_devices // d_hp
+        lanes = -(-n_hp // d_hp) * d_hp * (-(-n_seeds // d_seeds) * d_seeds)
+        if best is None or lanes < best[0] or (lanes == best[0] and d_seeds > best[2]):
+            best = (lanes, d_hp, d_seeds)
+    return best[1], best[2]
+
+
+class CellExecutable:
+    """A cell's compiled program and how to call it: ``(hp_arrays: {name: (H,)}, seeds: (S,)) -> Outputs``.
+
+    On one device the call is the compiled program's own, with the problem's ``constants`` (if any)
+    as its third argument. On D > 1 devices the batch is sharded over a ``jax.sharding.Mesh`` of
+    shape (D_hp, D_seeds) = ``mesh_shape(H, S, D)`` with axes ``MESH_AXES``: the hyperparameter arrays
+    split over the first, the seeds over the second, the outputs over both (``NamedSharding(mesh,
+    P(*MESH_AXES))``), the constants replicated; ``jax.shard_map`` runs ``build_program``'s program on
+    each device's block, its batch-wide ``psum`` spanning the mesh too (``mesh_axes``). H and S
+    are padded to multiples of D_hp and D_seeds with copies of the first point and seed: real runs,
+    so the padding computes nothing undefined and, each being the twin of an existing run, changes
+    no batch-wide decision (``_value_and_grad``'s ``psum``); the padded runs are dropped from the
+    outputs, which come back as numpy arrays of axes (H, S). Each device runs the nested ``vmap``
+    of one device on its block, yet XLA compiles the program of a multi-device mesh a little
+    differently: the runs equal the one-device runs bit for bit in some programs (Adam on
+    rosenbrock(dim=2)) and to float32 round-off in others (1-2 ulps from step 0 on; the block size is
+    not the cause: one-device batches of 2 and 6 seeds agree bitwise; tests/bench/test_sharding.py). ``raw``
+    returns the program's own (sharded, padded) outputs. Other attributes are the compiled program's
+    (``cost_analysis``, ``as_text``, ...).
+    """
+
+    def __init__(self, compiled, constants, n_hp: int, n_seeds: int, mesh=None):
+        self.compiled = compiled
+        self.constants = constants
+        self.n_hp, self.n_seeds, self.mesh = n_hp, n_seeds, mesh
+        self.n_devices = 1 if mesh is None else mesh.size
+        shape = (1, 1) if mesh is None else mesh.devices.shape
+        self.padded = (-(-n_hp // shape[0]) * shape[0], -(-n_seeds // shape[1]) * shape[1])
+
+    def __getattr__(self, name):
+        return getattr(self.compiled, name)
+
+    def pad(self, hp: Mapping[str, Any], seeds) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The program's inputs, padded with copies of the first point and the first seed."""
+
+        def lay(x, n):
+            x = np.asarray(x)
+            return np.concatenate([x, np.repeat(x[:1], n - len(x))])
+
+        return ({k: lay(np.asarray(v, np.float32), self.padded[0]) for k, v in hp.items()},
+                lay(np.asarray(seeds, np.uint32), self.padded[1]))
+
+    def raw(self, hp: Mapping[str, Any], seeds) -> Outputs:
+        """The compiled program's outputs: on several devices sharded, with axes (padded H, padded S)."""
+        if self.mesh is not None:
+            hp, seeds = self.pad(hp, seeds)
+            P = jax.sharding.PartitionSpec
+            hp = jax.device_put(hp, jax.sharding.NamedSharding(self.mesh, P(MESH_AXES[0])))
+            seeds = jax.device_put(seeds, jax.sharding.NamedSharding(self.mesh, P(MESH_AXES[1])))
+        if self.constants is None:
+            return self.compiled(hp, seeds)
+        return self.compiled(hp, seeds, self.constants)
+
+    def __call__(self, hp: Mapping[str, Any], seeds) -> Outputs:
+        out = self.raw(hp, seeds)
+        if self.mesh is None:
+            return out
+        return jax.tree_util.tree_map(lambda x: np.asarray(x)[:self.n_hp, :self.n_seeds], out)
+
+
 def compile_cell(problem: problems.Problem, grid: Grid, steps: int, log_every: int, dtype: str,
-                 n_seeds: int, curvature: bool = False) -> tuple[Any, float, bool]:
-    """The compiled program of a cell: (executable, compile seconds, whether it came from the cache)."""
+                 n_seeds: int, curvature: bool = False, devices: int | None = None) -> tuple[Any, float, bool]:
+    """The compiled program of a cell: (``CellExecutable``, compile seconds, whether it came from the cache).
+
+    The problem's ``constants`` are arguments of the program, not part of it, so its size and compile
+    time do not grow with theirs. ``devices``: how many local devices to shard the batch over
+    (default all, ``batch_devices``); with one the program is ``build_program``'s as it always was.
+    """
     optimizer = grid.optimizer
+    devs = batch_devices(devices)
     # keyed by the problem object too: two Problems of one name (a re-initialized copy made with
     # dataclasses.replace) are different programs; the entry keeps its problem alive, so its id is not reused
     cache_key = (problem.name, id(problem), optimizer, tuple(sorted(grid.static.items())), steps, log_every, dtype,
-                 tuple(grid.traced_names), len(grid.points), n_seeds, curvature)
+                 tuple(grid.traced_names), len(grid.points), n_seeds, curvature, tuple(d.id for d in devs))
     if cache_key in _COMPILED:
         return _COMPILED[cache_key][1], 0.0, True
-    program = build_program(problem, optimizer, grid.static, steps, log_every, dtype, curvature=curvature)
-    hp_spec = {k: jax.ShapeDtypeStruct((len(grid),), np.float32) for k in grid.traced_names}
-    seeds_spec = jax.ShapeDtypeStruct((n_seeds,), np.uint32)
+    n_hp = len(grid)
+    constants = problem.constants
+    if len(devs) == 1:
+        program = build_program(problem, optimizer, grid.static, steps, log_every, dtype, curvature=curvature)
+        mesh, jitted = None, jax.jit(program)
+        shard = {"hp": None, "seeds": None, "constants": None}
+        shape = (n_hp, n_seeds)
+    else:
+        # each device runs the one-device program on its block (shard_map, not the SPMD partitioner,
+        # which would be free to split a contraction over devices and so change its rounding)
+        program = build_program(problem, optimizer, grid.static, steps, log_every, dtype, curvature=curvature,
+                                mesh_axes=MESH_AXES)
+        d_hp, d_seeds = mesh_shape(n_hp, n_seeds, len(devs))
+        mesh = jax.sharding.Mesh(np.asarray(devs).reshape(d_hp, d_seeds), MESH_AXES)
+        P = jax.sharding.PartitionSpec
+        specs = (P(MESH_AXES[0]), P(MESH_AXES[1])) + ((P(),) if constants is not None else ())
+        shard = {"hp": jax.sharding.NamedSharding(mesh, specs[0]),
+                 "seeds": jax.sharding.NamedSharding(mesh, specs[1]),
+                 "constants": jax.sharding.NamedSharding(mesh, P())}
+        jitted = jax.jit(jax.shard_map(program, mesh=mesh, in_specs=specs, out_specs=P(*MESH_AXES),
+                                           check_vma=False))
+        shape = (-(-n_hp // d_hp) * d_hp, -(-n_seeds // d_seeds) * d_seeds)
+        if constants is not None:
+            constants = jax.device_put(constants, shard["constants"])
+    args = ({k: jax.ShapeDtypeStruct((shape[0],), np.float32, sharding=shard["hp"]) for k in grid.traced_names},
+            jax.ShapeDtypeStruct((shape[1],), np.uint32, sharding=shard["seeds"]))
+    if constants is not None:
+        args = (*args, jax.tree_util.tree_map(
+            lambda c: jax.ShapeDtypeStruct(c.shape, c.dtype, sharding=shard["constants"]), constants))
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(hp_spec, seeds_spec).compile(compiler_options(optimizer))
+    compiled = jitted.lower(*args).compile(compiler_options(optimizer))
     compile_s = time.perf_counter() - t0
-    _COMPILED[cache_key] = (problem, compiled)
-    return compiled, compile_s, False
+    executable = CellExecutable(compiled, constants, n_hp, n_seeds, mesh)
+    _COMPILED[cache_key] = (problem, executable)
+    return executable, compile_s, False
 
 
 def clear_caches() -> None:

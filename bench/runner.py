@@ -48,6 +48,7 @@ def run_cell(
     dtype: str = "float32",
     tune_seeds: int | None = None,
     curvature: bool = False,
+    devices: int | None = None,
 ) -> pd.DataFrame:
     """Run one (problem, optimizer) cell over seeds and hyperparameter points.
 
@@ -65,6 +66,9 @@ def run_cell(
         ``tuning`` column). Default: half of them (rounded down).
       curvature: also record the Hessian's lambda_min, lambda_max and index at every logged
         step (columns ``lambda_min``, ``lambda_max``, ``hessian_index``; ``bench.landscape.curvature``).
+      devices: how many local devices the (hyperparameter point x seed) batch is sharded over
+        (``jax.sharding``, ``bench.program.CellExecutable``); default all of them. One device runs
+        the program as it always was; several give the same runs (the tidy frame has the same rows).
 
     Returns:
       A tidy DataFrame, one row per (hyperparameter point, seed, logged step), with the
@@ -87,7 +91,7 @@ def run_cell(
                          f"got {tune_seeds!r}")
 
     compiled, compile_s, cached = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list),
-                                                       curvature)
+                                                       curvature, devices)
     t0 = time.perf_counter()
     outputs = jax.tree_util.tree_map(np.asarray, compiled(grid.arrays(), keys))  # waits for the program
     cell_run_s = time.perf_counter() - t0
@@ -101,7 +105,8 @@ def run_cell(
 
 
 def end_points(problem: problems.Problem | str, optimizer: str, hparams: grids.HParams | grids.Grid = None,
-               seeds: int | Sequence[int] = 8, steps: int = 1000, log_every: int = 10, dtype: str = "float32"):
+               seeds: int | Sequence[int] = 8, steps: int = 1000, log_every: int = 10, dtype: str = "float32",
+               devices: int | None = None):
     """The end points of a cell's runs, as ``run_cell`` computes them: a pytree with leading axes
     (hyperparameter points, seeds). The same compiled program (and cache) as ``run_cell``, so the
     points are those whose losses a stored cell of the same spec records."""
@@ -110,5 +115,5 @@ def end_points(problem: problems.Problem | str, optimizer: str, hparams: grids.H
     check_budget(steps, log_every)
     grid = grids.expand(optimizer, hparams)
     seed_list, keys = seed_array(seeds)
-    compiled, _, _ = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list))
+    compiled, _, _ = program.compile_cell(problem, grid, steps, log_every, dtype, len(seed_list), devices=devices)
     return jax.tree_util.tree_map(np.asarray, compiled(grid.arrays(), keys).params)

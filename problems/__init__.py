@@ -51,11 +51,12 @@ register("deep_linear", deep_linear)
 # --- ReLU networks and spherical spin glasses ---
 from problems.relu_mlp import relu_mlp  # noqa: E402
 from problems.relu_teacher import relu_teacher  # noqa: E402
-from problems.spin_glass import spin_glass  # noqa: E402
+from problems.spin_glass import spin_glass, spin_glass_generated  # noqa: E402
 
 register("relu_teacher", relu_teacher)
 register("relu_mlp", relu_mlp)
 register("spin_glass", spin_glass)
+register("spin_glass_generated", spin_glass_generated)
 
 __all__ = [
     "Family",

@@ -81,6 +81,24 @@ class Problem:
       stochastic: whether ``loss`` depends on its key.
       saddles: known saddle points, for escape benchmarks.
       params: the construction parameters (what ``name`` spells out).
+      n_samples: the size of the problem's finite data set, f = (1/n) sum_i f_i (0: none).
+      sample_loss: ``(params, idx) -> scalar``, the mean of the per-sample losses f_i over the
+        int32 indices ``idx`` (any length), with ``sample_loss(params, arange(n_samples))`` the
+        full objective; None for problems without a finite data set. For the sub-sampled
+        methods (``optimizers.subsampled_cubic``, ``subsampled_newton``), through the runner.
+      batch_samples: how many samples one ``loss`` call averages over (its mini-batch size;
+        ``n_samples`` for a deterministic finite sum; 0 without a data set): the unit in which
+        sub-sampled oracle calls are counted.
+      constants: large arrays the functions close over (a pytree of arrays; None: none), which a
+        compiled program should take as arguments rather than embed: a program that captures an
+        array embeds it in its code, so its size and compile time grow with the array's.
+      bind_constants: ``constants -> {field: function}``, the problem's functions (``init``,
+        ``loss``, ``full_loss``, ``retract``, ...) rebuilt on the given constants (traced arrays of
+        the same shapes inside a compiled program; with ``self.constants`` they are the captured
+        functions, bit for bit). None when ``constants`` is None. See ``bind``.
+      bound_functions: the functions ``bind_constants(constants)`` built for the fields, as the
+        factory set them: ``bind`` rebuilds a field only while it still holds its bound function, so
+        a field replaced later (``dataclasses.replace(p, init=...)``) is kept as replaced.
     """
 
     name: str
@@ -94,6 +112,25 @@ class Problem:
     stochastic: bool = False
     saddles: tuple[Saddle, ...] = ()
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    n_samples: int = 0
+    sample_loss: Callable[[Params, jax.Array], Scalar] | None = None
+    batch_samples: int = 0
+    constants: Any = None
+    bind_constants: Callable[[Any], Mapping[str, Callable]] | None = None
+    bound_functions: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+
+    def bind(self, constants: Any) -> Problem:
+        """This problem with its functions rebuilt on ``constants`` (a pytree shaped like
+        ``self.constants``): how a compiled program takes the constants as arguments,
+        ``jax.jit(lambda c, x: p.bind(c).full_loss(x))(p.constants, x)``, instead of embedding them.
+        Only fields still holding their ``bound_functions`` are rebuilt (a replaced one keeps its
+        captured constants). The identity for problems without constants."""
+        if self.bind_constants is None:
+            return self
+        fresh = self.bind_constants(constants)
+        kept = self.bound_functions
+        return dataclasses.replace(self, **{k: f for k, f in fresh.items()
+                                            if k in kept and getattr(self, k) is kept[k]})
 
     def __repr__(self) -> str:
         return f"Problem({self.name}, dim={self.dim})"

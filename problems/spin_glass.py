@@ -110,6 +110,12 @@ and its Hessian N times, so one learning-rate range serves every size (a gradien
 of order 0.1 for p = 3, 4 and 0.3 for p = 2 is stable and fast). With |w| = sqrt(N) instead,
 the same steps would have to grow like N.
 
+Large N. The scaled symmetric tensor is the problem's ``constants``: the runner's compiled program
+takes it as an argument (``Problem.bind``), so the program and its compile time stay the same size
+at every N (docs/PERFORMANCE.md) instead of embedding N^p numbers. Where N^p floats do not fit at
+all, ``spin_glass_generated`` draws the couplings from the instance key slab by slab inside the
+contraction (``_generated_energy``: O(N^2) memory; other couplings than this family's numpy ones).
+
 For p = 2, H/N = s^T M s / N with M = N^{-1/2} (J + J^T)/2, so the exact ground state per spin
 of each instance is lambda_min(M) (the bottom eigenvector, scaled to |s| = sqrt(N)), computed
 with numpy. There is no threshold in the same sense (the landscape has only 2N critical
@@ -119,6 +125,7 @@ f_star + 1e-3 per spin; gradient descent reaches it at a rate set by the instanc
 gap lambda_2 - lambda_1.
 """
 
+import dataclasses
 import functools
 import math
 
@@ -126,7 +133,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from problems.base import Reference, best_known, make, relative_target
+from problems.base import Reference, best_known, deterministic, make, relative_target
 
 MAX_COUPLING_ENTRIES = 200_000_000  # n**p float32 entries (800 MB); refuse beyond this
 P2_TARGET_TOLERANCE = 1e-3  # per spin, above the exact p = 2 ground state
@@ -257,29 +264,61 @@ def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
 
     scaled = symmetrize(couplings(p, n, instance))
     scaled *= np.float32(n ** (-(p - 1) / 2))
-    energy = _energy(jnp.asarray(scaled))  # on the device once; captured as a constant by jit
+    tensor = jnp.asarray(scaled)  # on the device once
+    reference = _reference(p, n, instance, scaled)
+    # The tensor is the problem's constant: the runner's program takes it as an argument (``bind``),
+    # so its size and compile time do not grow with n**p; the functions below capture it.
+    functions = _chart_functions(p, n)
+    fns = functions(tensor)
+    problem = make(dim=n, init=fns["init"], full_loss=fns["full_loss"], retract=fns["retract"], reference=reference,
+                   constants=tensor, bind_constants=functions, bound_functions=fns)
+    return dataclasses.replace(problem, loss=fns["loss"])  # deterministic (stochastic=False), and bound
+
+
+def _retract(w):
+    return w / jnp.linalg.norm(w)
+
+
+def _chart_functions(p: int, n: int, energy_of=None):
+    """``constants -> {init, full_loss, loss, retract}`` of the spin glass on the unit sphere.
+
+    ``energy_of(constants)`` is the energy E(s) of the couplings the constants describe (default:
+    ``_energy``, the constants being the scaled symmetric tensor). The loss is the chart pulled
+    back through the tangent projection at w (module doc).
+    """
+    energy_of = _energy if energy_of is None else energy_of
     sqrt_n = math.sqrt(n)
-
-    def retract(w):
-        return w / jnp.linalg.norm(w)
-
-    def chart_loss(w):
-        return energy(sqrt_n * retract(w)) / n
-
     c_r = radial_curvature(p)
 
-    def full_loss(w):
-        # The chart pulled back through the tangent projection at w, plus c_r/2 (radial part)^2:
-        # value bitwise the chart's, Hessian the Riemannian one plus c_r w w^T (module doc).
-        w0 = jax.lax.stop_gradient(w)
-        d = w - w0  # exactly zero, carrying w's derivatives
-        radial = (w0 @ d) / (w0 @ w0)
-        return chart_loss(w0 + (d - radial * w0)) + 0.5 * c_r * radial * (w0 @ d)
+    def functions(constants):
+        energy = energy_of(constants)
 
-    def init(key):
-        return retract(jax.random.normal(key, (n,), jnp.float32))
+        def chart_loss(w):
+            return energy(sqrt_n * _retract(w)) / n
 
+        def full_loss(w):
+            # The chart pulled back through the tangent projection at w, plus c_r/2 (radial part)^2:
+            # value bitwise the chart's, Hessian the Riemannian one plus c_r w w^T (module doc).
+            w0 = jax.lax.stop_gradient(w)
+            d = w - w0  # exactly zero, carrying w's derivatives
+            radial = (w0 @ d) / (w0 @ w0)
+            return chart_loss(w0 + (d - radial * w0)) + 0.5 * c_r * radial * (w0 @ d)
+
+        def init(key):
+            return _retract(jax.random.normal(key, (n,), jnp.float32))
+
+        return {"init": init, "full_loss": full_loss, "loss": deterministic(full_loss), "retract": _retract}
+
+    return functions
+
+
+def _reference(p: int, n: int, instance: int, scaled: np.ndarray | None, best_known_name: str | None = "") -> Reference:
+    """The instance's reference values (module doc); ``scaled`` (the p = 2 matrix) only for p = 2.
+    ``best_known_name``: the name under which ``best_known.json`` holds the instance ("": this
+    family's name; None: never, the couplings being another family's)."""
     e_inf = threshold_energy(p)
+    if best_known_name == "":
+        best_known_name = f"spin_glass(p={p},n={n},instance={instance})"
     if p == 2:
         lam_min = float(np.linalg.eigvalsh(scaled.astype(np.float64))[0])
         reference = Reference(
@@ -291,7 +330,7 @@ def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
             ),
             extra={"E_inf": e_inf, "lambda_min": lam_min},
         )
-    elif (known := best_known(f"spin_glass(p={p},n={n},instance={instance})")) is not None:
+    elif best_known_name is not None and (known := best_known(best_known_name)) is not None:
         e_0 = ground_state_energy(p)
         f_ref = float(known["value"])
         reference = Reference(
@@ -319,4 +358,106 @@ def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
             extra={"E_inf": e_inf, "E_0": e_0, "threshold_energy": -e_inf, "ground_state_energy": -e_0},
         )
 
-    return make(dim=n, init=init, full_loss=full_loss, reference=reference, retract=retract)
+    return reference
+
+
+# -- couplings generated inside the contraction: O(N^2) memory -----------------------------------
+
+
+def generated_slab(key: jax.Array, lead, n: int) -> jax.Array:
+    """The slab J[lead, :, :] of the generated couplings (an (n, n) float32 array, iid N(0, 1)).
+
+    The slab of leading indices (i_1, ..., i_{p-2}) is ``normal(fold_in(...fold_in(key, i_1)...,
+    i_{p-2}), (n, n))``: a function of the instance key and its own indices only, so the numbers do
+    not depend on the order or grouping in which slabs are drawn.
+    """
+    for i in lead:
+        key = jax.random.fold_in(key, i)
+    return jax.random.normal(key, (n, n), jnp.float32)
+
+
+def generated_couplings(p: int, n: int, instance: int) -> np.ndarray:
+    """The raw coupling tensor of ``spin_glass_generated(p, n, instance)``, dense, (n,)*p float32:
+    every slab drawn as the contraction draws it (for checks at small n)."""
+    key = jax.random.key(instance)
+    draw = jax.jit(lambda lead: generated_slab(key, list(lead), n))
+    out = np.empty((n,) * p, np.float32)
+    for lead in np.ndindex(*(n,) * (p - 2)):
+        out[lead] = np.asarray(draw(jnp.asarray(lead, jnp.int32)))
+    return out
+
+
+def _generated_energy(p: int, n: int, instance: int):
+    """E(s) = sum J_{i1..ip} s_i1...s_ip over the generated raw couplings, drawn slab by slab.
+
+    A ``lax.scan`` over the n^{p-2} slabs J_L = J[L, :, :] (L = (i_1..i_{p-2})): each is drawn from
+    the instance key (``generated_slab``), used and dropped, so memory is O(n^2) whatever p. With
+    c_L = s_i1...s_i{p-2} and e_L = s.J_L s, the energy is sum_L c_L e_L and its gradient
+
+        dE/ds = sum_L [ c_L (J_L + J_L^T) s + sum_k (c_L / s_ik) e_L e_ik ],
+
+    (the product without s_ik, computed as such, not divided), one pass over the slabs for both.
+    A custom JVP returns E and g.ds, so a gradient costs one pass; HVPs differentiate the pass in
+    forward mode (O(n^2) memory too). Under ``vmap`` over points s the slabs, which do not depend
+    on s, are drawn once per batch and J_L s becomes a matrix product.
+    """
+    key = jax.random.key(instance)
+    n_lead = p - 2
+    scale = n ** (-(p - 1) / 2)
+
+    def value_and_field(s):
+        def body(carry, flat):
+            energy, grad = carry
+            lead = [(flat // n ** (n_lead - 1 - k)) % n for k in range(n_lead)]
+            j = generated_slab(key, lead, n).astype(s.dtype)
+            u, ut = j @ s, s @ j
+            e = s @ u
+            s_lead = [s[i] for i in lead]
+            c = functools.reduce(lambda a, b: a * b, s_lead, jnp.ones((), s.dtype))
+            grad = grad + c * (u + ut)
+            for k, i in enumerate(lead):
+                others = functools.reduce(lambda a, b: a * b, s_lead[:k] + s_lead[k + 1:], jnp.ones((), s.dtype))
+                grad = grad.at[i].add(others * e)
+            return (energy + c * e, grad), None
+
+        zero = (jnp.zeros((), s.dtype), jnp.zeros_like(s))
+        (energy, grad), _ = jax.lax.scan(body, zero, jnp.arange(n**n_lead))
+        return energy * scale, grad * scale
+
+    @jax.custom_jvp
+    def energy(s):
+        return value_and_field(s)[0]
+
+    @energy.defjvp
+    def _energy_jvp(primals, tangents):
+        (s,), (ds,) = primals, tangents
+        e, g = value_and_field(s)
+        return e, g @ ds
+
+    return energy
+
+
+def spin_glass_generated(p: int = 3, n: int = 100, instance: int = 0):
+    """Spherical p-spin glass whose couplings are generated slab by slab inside the contraction.
+
+    The model, chart, loss and reference values of ``spin_glass`` (its module doc), with couplings
+    J drawn by ``jax.random`` from the instance key, one (n, n) slab at a time
+    (``generated_couplings`` is the same tensor, dense): no n^p tensor is ever stored, so n is
+    limited by time, not memory. Another random stream than ``spin_glass``'s numpy couplings, so its
+    instances are other instances (and ``best_known.json`` does not apply to them).
+    """
+    if p not in (2, 3, 4):
+        raise ValueError(f"spin_glass_generated: p must be 2, 3 or 4, got {p}")
+    if n < 2:
+        raise ValueError(f"spin_glass_generated: n must be >= 2, got {n}")
+    if instance < 0:
+        raise ValueError(f"spin_glass_generated: instance must be >= 0, got {instance}")
+    if n**2 > MAX_COUPLING_ENTRIES:
+        raise ValueError(f"spin_glass_generated: a slab of n**2 = {n**2:.3g} entries exceeds the limit "
+                         f"{MAX_COUPLING_ENTRIES:.0e} (memory); use a smaller n")
+    scaled = None
+    if p == 2:  # the exact ground state needs the (n, n) matrix itself: O(n^2), as the slab
+        scaled = symmetrize(generated_couplings(2, n, instance)) * np.float32(n ** (-1 / 2))
+    reference = _reference(p, n, instance, scaled, best_known_name=None)
+    fns = _chart_functions(p, n, lambda _: _generated_energy(p, n, instance))(None)
+    return make(dim=n, init=fns["init"], full_loss=fns["full_loss"], retract=fns["retract"], reference=reference)

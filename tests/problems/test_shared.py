@@ -19,8 +19,8 @@ from jax.flatten_util import ravel_pytree
 
 import problems
 
-# Smaller parameters for families whose defaults would be slow here (none needed so far).
-SMALL: dict[str, dict] = {}
+# Smaller parameters for families whose defaults would be slow here.
+SMALL: dict[str, dict] = {"spin_glass_generated": {"n": 12}}
 
 # Variants that exercise code the defaults skip (a stochastic mini-batch loss).
 EXTRA: list[tuple[str, dict]] = [("deep_linear", {"batch_size": 16})]
