@@ -30,8 +30,18 @@ with one sample per value). A run that never escapes has infinite cost: the medi
 fewer than half the runs fail, and values whose median is infinite are left out of the fit (the
 table shows them as "> budget").
 
-Special starts (GD from (1, y0) on the strict saddle) use ``problem_with_starts``: a Problem whose
-run with seed i starts at a given point.
+The spin-glass sweep starts near critical points of chosen Morse index k of the spherical 3-spin glass
+(``spin_glass_saddle``: Newton's method on the gradient field from partly descended starts, as in the
+census), each run at distance 1e-3 in a random tangent direction. Near a nondegenerate saddle Riemannian
+gradient descent with step eta multiplies the tangent deviation along an eigenvector of Hessian
+eigenvalue lambda < 0 by 1 + eta |lambda| per step, so starting delta along the bottom eigenvector it
+escapes after ln(C / delta) / ln(1 + eta |lambda_min|) steps: a 100x smaller delta costs
+ln(100) / ln(1 + eta |lambda_min|) more steps (tested). Higher-index saddles sit higher (theory: index
+fraction F(u / E_inf), ``bench.census``) with a more negative lambda_min and more unstable directions
+for a random perturbation to load: the sweep measures how much faster they release a run.
+
+Special starts (GD from (1, y0) on the strict saddle, the spin-glass saddles) use ``problem_with_starts``:
+a Problem whose run with seed i starts at a given point.
 
 Command line: ``python -m bench escape`` is ``main(argv)``; ``run`` is the library entry point.
 """
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import pathlib
 import re
@@ -95,6 +106,66 @@ def problem_with_starts(problem: problems.Problem, starts, label: str) -> proble
 def base_problem_name(name: str) -> str:
     """The registry name of a problem built by ``problem_with_starts`` (the name without ``[label]``)."""
     return re.sub(r"\[[^\]]*\]$", "", name)
+
+
+# --- spin-glass saddles of chosen index --------------------------------------------------------
+
+SPIN_GLASS_DELTA = 1e-3  # distance of the starts from the saddle (on the unit sphere)
+
+
+@functools.lru_cache(maxsize=32)
+def spin_glass_saddle(p: int, n: int, instance: int, index: int, starts: int = 128,
+                      max_descent_steps: int = 60, seed: int = 0) -> dict:
+    """A critical point of Morse index ``index`` of ``spin_glass(p, n, instance)``, found by Newton's method.
+
+    ``bench.census.find`` (Riemannian gradient descent for a spread of step counts, then Newton-Raphson on
+    the gradient field, in float64) from ``starts`` random points; among the converged points (Riemannian
+    gradient norm below ``census.GRAD_TOL``) whose tangent Hessian has exactly ``index`` negative
+    eigenvalues, the lowest in energy. Fewer descent steps reach higher, higher-index critical points:
+    at p = 3, N = 30, 128 starts with up to 60 descent steps find indices 0 to ~17 (energy per spin from
+    -1.56 to ~0.2), each index below 9 several times.
+
+    Returns a dict: ``point`` (n,) float64 unit vector, ``energy`` (per spin), ``eigs`` (n - 1,) the
+    tangent Hessian's eigenvalues ascending, ``index``. Raises ``ValueError`` when no critical point of
+    that index was found (more starts or other descent lengths may find one).
+    """
+    from bench import census
+
+    if not 0 <= index <= n - 1:
+        raise ValueError(f"spin_glass_saddle: index must be in 0..{n - 1} (the tangent dimension), got {index}")
+    problem = problems.get(f"spin_glass(p={p},n={n},instance={instance})")
+    found = census.find(problem, jax.random.key(seed), starts=starts, max_descent_steps=max_descent_steps)
+    ok = (found["grad_norm"] < census.GRAD_TOL) & (found["index"] == index)
+    if not ok.any():
+        have = sorted(set(found["index"][found["grad_norm"] < census.GRAD_TOL].tolist()))
+        raise ValueError(f"no critical point of index {index} of {problem.name} among {starts} Newton searches "
+                         f"(indices found: {have}); try more starts")
+    i = np.flatnonzero(ok)[np.argmin(found["energy"][ok])]
+    return {"point": found["point"][i], "energy": float(found["energy"][i]), "eigs": found["eigs"][i],
+            "index": int(found["index"][i])}
+
+
+def spin_glass_saddle_problem(p: int, n: int, instance: int, index: int, seeds: int,
+                              delta: float = SPIN_GLASS_DELTA) -> problems.Problem:
+    """``spin_glass(p, n, instance)`` whose run with seed i < ``seeds`` starts at distance ~``delta`` from
+    the index-``index`` critical point w_s of ``spin_glass_saddle``: w_i = (w_s + delta z_i) / |w_s + delta z_i|,
+    z_i a uniformly random unit tangent vector (numpy seed i). The problem's first saddle is w_s with its
+    energy, so ``schema.escape_threshold`` measures the escape from that saddle. Named
+    ``"spin_glass(...)[index=<k>,delta=<delta>]"``.
+    """
+    base = problems.get(f"spin_glass(p={p},n={n},instance={instance})")
+    sad = spin_glass_saddle(p, n, instance, index)
+    w = sad["point"]
+    starts = []
+    for i in range(seeds):
+        z = np.random.default_rng(i).standard_normal(n)
+        z -= w * (w @ z)
+        x = w + delta * z / np.linalg.norm(z)
+        starts.append(x / np.linalg.norm(x))
+    saddle = problems.Saddle(point=jnp.asarray(w, jnp.float32), value=sad["energy"], index=index,
+                             name=f"index-{index} critical point (Newton search, bench.escape.spin_glass_saddle)")
+    q = problem_with_starts(base, starts, f"index={index},delta={delta:g}")
+    return dataclasses.replace(q, saddles=(saddle,))
 
 
 # --- the strict saddle in closed form ---------------------------------------------------------
@@ -291,7 +362,9 @@ class Sweep:
     Attributes:
       name: short id (file names, tables).
       variable: axis label of the swept variable, with its meaning (``"dimension d"``).
-      points: (value, problem name) pairs; the value is what the exponent is fitted against.
+      points: (value, problem) pairs; the value is what the exponent is fitted against, the problem a
+        registry name or ``seeds -> Problem`` (saddle starts built per seed count, e.g.
+        ``spin_glass_saddle_problem``).
       steps, log_every: the budget of every cell of the sweep.
       grid: the grid rule for this sweep (None: the one ``run`` is given).
       overrides: per optimizer, hyperparameters fixed in every point of the grid rule (``bench.grid.rule``;
@@ -304,7 +377,7 @@ class Sweep:
 
     name: str
     variable: str
-    points: tuple[tuple[float, str], ...]
+    points: tuple[tuple[float, str | Callable[[int], problems.Problem]], ...]
     steps: int
     log_every: int
     grid: str | None = None
@@ -342,6 +415,12 @@ SWEEPS: dict[str, Sweep] = {
                          "momentum": {"learning_rate": DU_STEP}, "nesterov": {"learning_rate": DU_STEP}},
               description="Du et al. 2017 chained saddles from their init (uniform in [-1, 1]^d); escape = "
                           "all d saddles passed (the target f* + 1e-4 d nu); GD and PGD at their step 1/(4L)"),
+        Sweep("spin_glass_index", "Morse index k of the spin-glass saddle",
+              tuple((float(k), functools.partial(spin_glass_saddle_problem, 3, 30, 0, k)) for k in (1, 2, 4, 8)),
+              steps=2000, log_every=20, symbol="k",
+              description="spherical 3-spin glass, N = 30, instance 0: starts 1e-3 (random tangent direction) from "
+                          "the lowest critical point of index k that Newton's method on the gradient found "
+                          "(lambda_min -0.24 at k = 1: GD at step 0.1 needs ~300 steps to leave it)"),
     ]
 }
 
@@ -501,7 +580,8 @@ def run(sweeps: Sequence[str] | None = None, optimizers_: Sequence[str] = DEFAUL
             g = grids.rule(opt, "defaults", sw.fixed[opt])
         else:
             g = grids.rule(opt, sw.grid or grid, sw.overrides.get(opt))
-        df = run_cell(pname, opt, g, seeds=seeds, steps=sw.steps, log_every=sw.log_every, tune_seeds=tune_seeds)
+        problem = pname(seeds) if callable(pname) else pname
+        df = run_cell(problem, opt, g, seeds=seeds, steps=sw.steps, log_every=sw.log_every, tune_seeds=tune_seeds)
         r = escape_runs(df, weights)
         r[SWEEP] = sw.name
         r[VALUE] = float(value)

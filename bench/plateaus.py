@@ -31,8 +31,14 @@ is constant (= R). The absolute floor ``schema.GRAD_TOL`` keeps a run that never
 converged run's loss from falling, which is not a plateau.
 
 An *episode* is a maximal run of consecutive flat intervals (at least ``min_intervals`` of them); its
-length in steps is t_end - t_start. The resolution is the logging interval; the Hessian index on a
-plateau is not computed here (the end-point eigenvalues of the runner describe the end only).
+length in steps is t_end - t_start. The resolution is the logging interval.
+
+Hessian index on a plateau. For runs recorded with the runner's ``curvature`` flag (columns
+``hessian_index`` and ``lambda_min`` at every logged step, ``bench.landscape.curvature``), each episode
+also gets the median Hessian index and the lowest lambda_min over its logged steps t_start <= t <= t_end:
+an index >= 1 says the run sits in a saddle region (negative curvature it has not used yet), index 0 with
+a tiny gradient a flat region or a degenerate saddle (Saxe et al.'s deep networks near the origin at
+depth >= 3, where the Hessian vanishes to order init_scale^(D-2)).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ FIRST_PLATEAU_END = "first_plateau_end"
 LONGEST_PLATEAU = "longest_plateau_steps"
 LAST_PLATEAU_OPEN = "last_plateau_open"  # the last episode lasts to the end of the run
 EPISODES = "plateau_episodes"  # list of (start, end) steps
+# with the runner's curvature columns (else absent / NaN):
+EPISODE_INDEX = "plateau_index"  # per episode: median Hessian index over its logged steps
+FIRST_PLATEAU_INDEX = "first_plateau_index"  # the first episode's (NaN: no plateau)
+FIRST_PLATEAU_LAMBDA_MIN = "first_plateau_lambda_min"  # lowest lambda_min over the first episode's logged steps
 
 RUN_KEYS = [schema.PROBLEM, schema.OPTIMIZER, schema.HP_INDEX, schema.SEED]
 
@@ -100,6 +110,20 @@ def episodes(t, flat, min_intervals: int = 1) -> list[tuple[int, int]]:
     return out
 
 
+def _episode_curvature(t, index, lam_min, eps: list[tuple[int, int]]) -> dict:
+    """Per episode, the median Hessian index over its logged steps (start and end included); the first
+    episode's median index and lowest lambda_min."""
+    per = []
+    first_min = float("nan")
+    for i, (a, b) in enumerate(eps):
+        inside = (t >= a) & (t <= b) & np.isfinite(index)
+        per.append(float(np.median(index[inside])) if inside.any() else float("nan"))
+        if i == 0 and inside.any():
+            first_min = float(np.min(lam_min[inside]))
+    return {EPISODE_INDEX: per, FIRST_PLATEAU_INDEX: per[0] if per else float("nan"),
+            FIRST_PLATEAU_LAMBDA_MIN: first_min}
+
+
 def plateau_runs(df: pd.DataFrame, rtol: float = RTOL, gtol: float = GTOL, min_intervals: int = 1) -> pd.DataFrame:
     """One row per run of a runner frame: its plateau episodes.
 
@@ -107,7 +131,10 @@ def plateau_runs(df: pd.DataFrame, rtol: float = RTOL, gtol: float = GTOL, min_i
     has them), ``n_plateaus``, ``plateau_steps`` (sum of episode lengths), ``first_plateau_start`` and
     ``first_plateau_end`` (steps; -1 without a plateau), ``longest_plateau_steps``,
     ``last_plateau_open`` (the last episode reaches the run's last logged step) and
-    ``plateau_episodes`` (the (start, end) pairs).
+    ``plateau_episodes`` (the (start, end) pairs). With the runner's curvature columns also
+    ``plateau_index`` (per episode, the median Hessian index over its logged steps),
+    ``first_plateau_index`` and ``first_plateau_lambda_min`` (the first episode's median index and lowest
+    lambda_min; NaN without a plateau).
     """
     need = [*RUN_KEYS, schema.STEP, schema.LOSS, schema.GRAD_NORM]
     missing = [c for c in need if c not in df.columns]
@@ -115,6 +142,7 @@ def plateau_runs(df: pd.DataFrame, rtol: float = RTOL, gtol: float = GTOL, min_i
         raise ValueError(f"plateau_runs: the frame lacks columns {missing}")
     extra = [c for c in (schema.TUNING, schema.HIT_STEP, schema.STEPS, *schema.hp_columns(df.columns))
              if c in df.columns]
+    curv = schema.HESSIAN_INDEX in df.columns and schema.LAMBDA_MIN in df.columns
     rows = []
     for key, g in df.sort_values([*RUN_KEYS, schema.STEP]).groupby(RUN_KEYS, observed=True, sort=False):
         f_ref = float(g[schema.F_REF].iloc[0]) if schema.F_REF in g.columns else float("nan")
@@ -126,6 +154,9 @@ def plateau_runs(df: pd.DataFrame, rtol: float = RTOL, gtol: float = GTOL, min_i
         lengths = [b - a for a, b in eps]
         row = dict(zip(RUN_KEYS, key))
         row.update({c: g[c].iloc[0] for c in extra})
+        if curv:
+            row.update(_episode_curvature(t, g[schema.HESSIAN_INDEX].to_numpy(np.float64),
+                                          g[schema.LAMBDA_MIN].to_numpy(np.float64), eps))
         row.update({
             N_PLATEAUS: len(eps),
             PLATEAU_STEPS: int(sum(lengths)),
@@ -195,3 +226,31 @@ def markdown(runs_with_plateaus: pd.DataFrame, evaluated_selection: pd.DataFrame
                      f"{_fmt(med)} [{_fmt(q1)}, {_fmt(q3)}] | {_fmt(float(np.median(ends)) if ends.size else None)} "
                      f"| {target} |")
     return lines
+
+
+def index_lines(runs_with_plateaus: pd.DataFrame, heading: str = "#### Hessian index on plateaus") -> list[str]:
+    """Markdown: per problem and optimizer with curvature columns, where the first plateau sits.
+
+    ``runs_with_plateaus``: ``plateau_runs``'s frame (already restricted to the runs to report). Per
+    cell: runs with a plateau, the median [min, max] over them of the first episode's median Hessian
+    index, and the median of its lowest lambda_min. Empty where no run has curvature data.
+    """
+    r = runs_with_plateaus
+    if r.empty or FIRST_PLATEAU_INDEX not in r.columns:
+        return []
+    r = r[np.isfinite(r[FIRST_PLATEAU_INDEX].to_numpy(np.float64))]
+    if r.empty:
+        return []
+    lines = [heading, "",
+             "Runs recorded with `--curvature`: the Hessian index (eigenvalues below -EIG_TOL max(1, |lambda_max|), "
+             "`bench.landscape.curvature`) at the logged steps of each run's first plateau episode, its median per "
+             "run, then median [min, max] over the runs; and the median of the lowest lambda_min on that plateau. "
+             "Index >= 1: the plateau is a saddle region; 0: flat or degenerate.", "",
+             "| problem | optimizer | runs with a plateau | index on the first plateau | lambda_min there |",
+             "|---|---|---:|---:|---:|"]
+    for (prob, opt), g in r.groupby([schema.PROBLEM, schema.OPTIMIZER], sort=True):
+        k = g[FIRST_PLATEAU_INDEX].to_numpy(np.float64)
+        lam = g[FIRST_PLATEAU_LAMBDA_MIN].to_numpy(np.float64)
+        lines.append(f"| `{prob}` | {opt} | {len(g)} | {np.median(k):g} [{k.min():g}, {k.max():g}] | "
+                     f"{np.median(lam):.3g} |")
+    return lines + [""]

@@ -328,10 +328,21 @@ def conjugate_gradient(matvec: Matvec, b: jax.Array, max_iters: int, tol=1e-6) -
     step does. Written as ``lax.while_loop``, so on its own it stops early; under ``vmap``
     finished elements are masked. ``num_iters`` counts, per problem, the matvecs that problem
     needed, independent of batching. ``tol`` may be a traced scalar.
+
+    Scale: the solve runs on ``b / 2^e``, 2^e the power of two at ``max|b_i|``, and scales back (the
+    solution of a linear system is linear in ``b``), so ``r.r`` neither overflows for huge ``b``
+    (|b| ~ 1e18: squares near float32's 3.4e38) nor underflows for tiny ``b`` (|b| ~ 1e-30: squares
+    below 1e-38 flush to 0, which would stop CG at once with x = 0); a Newton step is then the same at
+    every scale of the loss. A power of two scales every floating-point operation of CG exactly, so
+    wherever the unscaled solve neither overflows nor underflows the result is the same bits.
     """
     b = jnp.asarray(b)
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
+    big = jnp.max(jnp.abs(b)) if b.size else jnp.zeros((), dtype)
+    _, e = jnp.frexp(jnp.where(big > 0, big, 1.0).astype(dtype))
+    scale = jnp.ldexp(jnp.ones((), dtype), e)
+    b = b / scale
     bnorm = jnp.linalg.norm(b)
     thresh = jnp.asarray(tol, dtype) * bnorm
     max_iters = int(max_iters)
@@ -358,4 +369,4 @@ def conjugate_gradient(matvec: Matvec, b: jax.Array, max_iters: int, tol=1e-6) -
     z = jnp.zeros_like(b)
     init = (jnp.zeros((), jnp.int32), z, b, b, jnp.vdot(b, b), jnp.zeros((), dtype), jnp.zeros((), bool))
     i, x, _, _, rs, _, _ = lax.while_loop(cond, body, init)
-    return CGResult(x=x, num_iters=i, residual_norm=jnp.sqrt(rs))
+    return CGResult(x=x * scale, num_iters=i, residual_norm=jnp.sqrt(rs) * scale)

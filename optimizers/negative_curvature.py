@@ -125,7 +125,10 @@ def nc_descent(
 ) -> optax.GradientTransformationExtraArgs:
     """Negative-curvature descent: gradient steps, and x + (|lambda_min|/L) u at small gradients.
 
-    Carmon et al. 2018; Curtis and Robinson 2019. See ``scale_by_nc_descent``.
+    Carmon et al. 2018; Curtis and Robinson 2019. See ``scale_by_nc_descent``. The quick suite's best
+    point (``python -m bench defaults``, docs/DEFAULTS.md) is not the default: its Lipschitz estimate
+    0.0546 makes the negative-curvature step |lambda_min| / L ~ 18 |lambda_min|, which blows up on
+    Rosenbrock (tests/optimizers/test_safeguards.py).
     """
     return scale_by_nc_descent(
         learning_rate=learning_rate,

@@ -51,7 +51,7 @@ def scale_by_sphere_noise(*, noise_radius: float, seed: int = 0) -> optax.Gradie
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def sphere_noise_sgd(learning_rate: float = 1e-3, noise_radius: float = 1.0
+def sphere_noise_sgd(learning_rate: float = 0.249, noise_radius: float = 6.69e-4
                      ) -> optax.GradientTransformationExtraArgs:
     r"""Noisy SGD with isotropic unit-sphere noise (Ge, Huang, Jin and Yuan 2015).
 
@@ -63,9 +63,10 @@ def sphere_noise_sgd(learning_rate: float = 1e-3, noise_radius: float = 1.0
     lr r^2/(2d) sum_i 1/(2 - lr lambda_i) (~ lr r^2 / 4 for small lr; checked in the tests).
 
     Args:
-      learning_rate: step size lr (default 1e-3, the ``sgd`` default).
-      noise_radius: r, the norm of the noise added to each gradient (default 1.0: the paper's
-        Algorithm 1 samples from the unit sphere).
+      learning_rate: step size lr (default 0.249, the ``sgd`` default; chosen on the quick suite,
+        docs/DEFAULTS.md).
+      noise_radius: r, the norm of the noise added to each gradient (default 6.69e-4, chosen on the
+        quick suite, docs/DEFAULTS.md; the paper's Algorithm 1 samples from the unit sphere, r = 1).
 
     Oracle cost: nothing beyond the runner's gradient.
 

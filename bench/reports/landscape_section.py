@@ -63,7 +63,7 @@ def plateau_lines(df: pd.DataFrame, evaluated: pd.DataFrame) -> list[str]:
             else:
                 row.append("–")
         lines.append(f"| {opt} | " + " | ".join(row) + " |")
-    return lines + [""]
+    return [*lines, "", *plateaus.index_lines(pr)]
 
 
 def _included(path: pathlib.Path, root: pathlib.Path) -> list[str]:

@@ -6,6 +6,7 @@ Budgets are tiny (each distinct problem is one compile); the sweeps themselves r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -178,3 +179,44 @@ def test_run_writes_csv_markdown_and_figure(tmp_path, monkeypatch):
     assert table["hp_index"].tolist() == [1] and table["escaped_fraction"].tolist() == [1.0]
     assert 5 <= table["median_steps"].iloc[0] <= 20
     assert "#### toy" in res.paths["markdown"].read_text()
+
+
+def test_spin_glass_saddle_of_chosen_index_and_gd_escape_rate():
+    # Newton's method on the gradient (bench.census) finds critical points of the 3-spin glass, N = 10; the
+    # chosen one is critical with exactly 1 negative tangent Hessian eigenvalue (float64 numpy check).
+    import jax
+
+    n, eta = 10, 0.1
+    sad = escape.spin_glass_saddle(3, n, 0, 1)
+    base = problems.get(f"spin_glass(p=3,n={n},instance=0)")
+    w = sad["point"]
+    with jax.enable_x64(True):
+        g = np.asarray(jax.grad(base.full_loss)(w))
+        h = np.asarray(jax.hessian(base.full_loss)(w))
+    proj = np.eye(n) - np.outer(w, w)
+    assert np.linalg.norm(proj @ g) < 1e-8
+    lam, vec = np.linalg.eigh(proj @ h @ proj)  # the tangent Hessian's spectrum, plus 0 on w
+    lam_t = np.delete(lam, np.argmax(np.abs(vec.T @ w)))  # drop the radial 0
+    np.testing.assert_allclose(np.sort(lam_t), sad["eigs"], atol=1e-8)
+    assert int(np.sum(lam_t < 0)) == 1 and sad["index"] == 1
+    # GD linearized at the saddle multiplies the deviation along the bottom eigenvector v by 1 + eta |lambda_min|
+    # per step: from w_s + delta v, a 100x smaller delta escapes ln(100) / ln(1 + eta |lambda_min|) steps later
+    # (the rest of the way out is the same path shifted in time; +-1.5 for the two integer crossings and the
+    # float32 rounding of the start, ~2e-7 along v against delta = 1e-5)
+    v = vec[:, np.argmin(lam)]
+    starts = [(w + d * v) / np.linalg.norm(w + d * v) for d in (1e-3, 1e-5)]
+    q = escape.problem_with_starts(base, starts, "index=1,along_v")
+    q = dataclasses.replace(q, saddles=(problems.Saddle(w, sad["energy"], 1),))
+    df = run_cell(q, "sgd", {"learning_rate": eta}, seeds=2, steps=400, log_every=10)
+    r = escape.escape_runs(df).set_index(schema.SEED)
+    assert r[escape.ESCAPED].all(), r
+    expected = math.log(100.0) / math.log1p(eta * abs(lam.min()))
+    assert abs((r.loc[1, escape.ESCAPE_STEP] - r.loc[0, escape.ESCAPE_STEP]) - expected) <= 1.5, (r, expected)
+    # the sweep's problem: starts at distance 1e-3 in random tangent directions, the saddle as its first saddle
+    sq = escape.spin_glass_saddle_problem(3, n, 0, 1, seeds=3)
+    assert sq.saddles[0].value == sad["energy"] and sq.saddles[0].index == 1
+    for i in range(3):
+        x = np.asarray(jax.jit(sq.init)(escape.init_key(i)), np.float64)
+        assert abs(np.linalg.norm(x) - 1.0) < 1e-6 and abs(np.linalg.norm(x - w) - 1e-3) < 2e-5
+    with pytest.raises(ValueError, match="index must be in 0..9"):
+        escape.spin_glass_saddle(3, n, 0, 12)

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import problems
 from bench import escape, plateaus, schema
@@ -106,3 +107,43 @@ def test_deep_linear_plateaus_grow_with_depth_and_smaller_init():
 def test_missing_columns_are_a_clear_error(missing):
     with pytest.raises(ValueError, match=missing):
         plateaus.plateau_runs(_synthetic().drop(columns=[missing]))
+
+
+def test_plateau_index_is_the_median_logged_index_of_each_episode():
+    df = _synthetic()
+    # run 0 (episodes (0, 20) and (50, 70)): index 3 on steps 0-20, then 5, 1, 1 at steps 50, 60, 70
+    index = {0: [3, 3, 3, 2, 2, 5, 1, 1, 0, 0, 0], 1: [2] * 11, 2: [0] * 11}
+    lam = {0: [-0.5, -0.4, -0.3, -0.2, -0.1, -0.2, -0.1, -0.1, 0.0, 0.0, 0.0], 1: [-1e-2] * 11, 2: [0.1] * 11}
+    df[schema.HESSIAN_INDEX] = np.concatenate([index[s] for s in (0, 1, 2)])
+    df[schema.LAMBDA_MIN] = np.concatenate([lam[s] for s in (0, 1, 2)])
+    r = plateaus.plateau_runs(df).set_index(schema.SEED)
+    assert r.loc[0, plateaus.EPISODE_INDEX] == [3.0, 1.0]
+    assert r.loc[0, plateaus.FIRST_PLATEAU_INDEX] == 3.0 and r.loc[0, plateaus.FIRST_PLATEAU_LAMBDA_MIN] == -0.5
+    assert r.loc[1, plateaus.EPISODE_INDEX] == [2.0] and r.loc[1, plateaus.FIRST_PLATEAU_LAMBDA_MIN] == -1e-2
+    assert r.loc[2, plateaus.EPISODE_INDEX] == [] and np.isnan(r.loc[2, plateaus.FIRST_PLATEAU_INDEX])
+    row = next(line for line in plateaus.index_lines(r.reset_index()) if line.startswith("| `toy` |"))
+    assert row == "| `toy` | gd | 2 | 2.5 [2, 3] | -0.255 |"
+    assert plateaus.index_lines(plateaus.plateau_runs(_synthetic())) == []  # no curvature columns: no table
+
+
+def test_deep_linear_first_plateau_is_a_saddle_region_with_the_dense_hessian_index():
+    # depth 3 from a small balanced init (Saxe et al. 2014): the run starts on a plateau near the origin,
+    # where the Hessian (vanishing at the origin itself) has negative eigenvalues of order init_scale; the
+    # runner's curvature flag logs the index, which at step 0 equals the count of float64 numpy eigenvalues
+    # of the dense Hessian at the start below -EIG_TOL max(1, |lambda_max|)
+    name = ("deep_linear(depth=3,width=4,d_in=4,d_out=4,n_samples=32,teacher_rank=2,init='balanced',"
+            "init_scale=0.1)")
+    df = run_cell(name, "sgd", {"learning_rate": 0.05}, seeds=2, steps=400, log_every=10, curvature=True)
+    r = plateaus.plateau_runs(df).set_index(schema.SEED)
+    assert (r[plateaus.FIRST_PLATEAU_START] == 0).all() and (r[plateaus.FIRST_PLATEAU_INDEX] >= 1).all()
+    assert (r[plateaus.FIRST_PLATEAU_LAMBDA_MIN] < 0).all()
+    p = problems.get(name)
+    with jax.enable_x64(True):
+        for seed in (0, 1):
+            w = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), jax.jit(p.init)(escape.init_key(seed)))
+            flat, unravel = ravel_pytree(w)
+            h = np.asarray(jax.hessian(lambda v, u=unravel: p.full_loss(u(v)))(flat))
+            lam = np.linalg.eigvalsh(h)
+            expected = int(np.sum(lam < -schema.EIG_TOL * max(1.0, abs(lam[-1]))))
+            logged = df[(df[schema.SEED] == seed) & (df[schema.STEP] == 0)][schema.HESSIAN_INDEX].iloc[0]
+            assert logged == expected, (seed, logged, lam)

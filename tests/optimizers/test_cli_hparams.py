@@ -21,7 +21,7 @@ def _cells(*extra):
 def test_per_optimizer_hparams_apply_to_their_optimizer_only():
     grid = _cells("--hparams", '{"saddle_free_newton": {"damping": [0.1, 0.5], "k": 4}}')
     assert [p["damping"] for p in grid["saddle_free_newton"].points] == [0.1, 0.5]
-    assert grid["saddle_free_newton"].static == {"k": 4}
+    assert grid["saddle_free_newton"].static == {"k": 4, "damping_search": 6}
     assert grid["adam"] == grids.rule("adam", "defaults")  # left out: follows --grid
     grid = _cells("--grid", "lr5", "--hparams", '{"adam": [{"learning_rate": 0.1}, {"learning_rate": 0.2}]}')
     assert [p["learning_rate"] for p in grid["adam"].points] == [0.1, 0.2]

@@ -37,7 +37,8 @@ def test_readme_training_loop_example_runs(capsys):
     final = float(namespace["loss"](namespace["params"], namespace["x_all"], namespace["y_all"]))
     assert np.isfinite(final) and final < 0.25 * first, (first, final)
     counts = {k: int(v) for k, v in namespace["counts"].items()}
-    assert counts == {"values": 0, "grads": 0, "hvps": 10 * 100}
+    # per step: k = 10 Lanczos HVPs and the damping line search's 6 values (damping * 10^j, j < 6)
+    assert counts == {"values": 6 * 100, "grads": 0, "hvps": 10 * 100}
     model_params = nnx.state(namespace["model"], nnx.Param)
     for a, b in zip(jax.tree.leaves(model_params), jax.tree.leaves(namespace["params"]), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -93,22 +93,23 @@ def test_defaults_are_the_factory_signature_defaults(name):
 # What the benchmark has been running: stored results are keyed by hashes of these (values,
 # order and int/float types), so a change here must be deliberate.
 PINNED_DEFAULTS = {
-    "adagrad": {"learning_rate": 0.1, "eps": 1e-07},
-    "adam": {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-08},
+    "adagrad": {"learning_rate": 0.249, "eps": 1e-07},
+    "adam": {"learning_rate": 0.0249, "b1": 0.853, "b2": 0.999, "eps": 1e-08},
     "cubic_reg": {"learning_rate": 1.0, "sigma": 1.0, "sigma_min": 1e-08, "eta1": 0.1, "eta2": 0.9,
                   "gamma": 2.0, "krylov_dim": 10},
-    "lbfgs": {"memory_size": 10, "max_linesearch_steps": 20, "slope_rtol": 0.0001, "curv_rtol": 0.9},
-    "momentum": {"learning_rate": 0.001, "momentum": 0.9},
+    "lbfgs": {"memory_size": 10, "max_linesearch_steps": 20, "slope_rtol": 0.0001, "curv_rtol": 0.188},
+    "momentum": {"learning_rate": 0.249, "momentum": 0.582},
     "nc_descent": {"learning_rate": 0.001, "grad_threshold": 0.001, "curvature_threshold": 0.001,
                    "hessian_lipschitz": 1.0, "k": 10},
-    "nesterov": {"learning_rate": 0.001, "momentum": 0.9},
+    "nesterov": {"learning_rate": 0.0249, "momentum": 0.86},
     "newton": {"learning_rate": 1.0, "damping": 0.001, "cg_iters": 20, "cg_tol": 1e-06},
-    "noisy_sgd": {"learning_rate": 0.001, "eta": 0.01, "gamma": 0.55},
-    "perturbed_gd": {"learning_rate": 0.001, "radius": 0.001, "g_thres": 0.001, "t_thres": 100.0, "f_thres": 0.0},
-    "rmsprop": {"learning_rate": 0.001, "decay": 0.9, "eps": 1e-08},
-    "saddle_free_newton": {"learning_rate": 1.0, "damping": 0.001, "k": 10},
-    "sgd": {"learning_rate": 0.001},
-    "sphere_noise_sgd": {"learning_rate": 0.001, "noise_radius": 1.0},
+    "noisy_sgd": {"learning_rate": 0.249, "eta": 9.78e-06, "gamma": 0.55},
+    "perturbed_gd": {"learning_rate": 0.249, "radius": 9.78e-06, "g_thres": 0.000319, "t_thres": 35.7,
+                     "f_thres": 0.0},
+    "rmsprop": {"learning_rate": 0.00249, "decay": 0.693, "eps": 1e-08},
+    "saddle_free_newton": {"learning_rate": 1.0, "damping": 0.001, "k": 10, "damping_search": 6},
+    "sgd": {"learning_rate": 0.249},
+    "sphere_noise_sgd": {"learning_rate": 0.249, "noise_radius": 0.000669},
     "stochastic_cubic": {"learning_rate": 0.05, "l": 1.0, "rho": 1.0, "eps": 0.001, "c_prime": 1.0,
                          "T_sub": 50, "T_final": 50},
 }
@@ -262,7 +263,7 @@ def test_set_hparams_finds_nested_injected_states():
     state = optimizers.set_hparams(outer.init(x0), step_size=jnp.float32(3.0), momentum=jnp.float32(0.5))
     assert float(state.hyperparams["step_size"]) == 3.0
     assert float(state.inner_state[0].hyperparams["momentum"]) == 0.5
-    assert float(state.inner_state[0].hyperparams["learning_rate"]) == pytest.approx(1e-3)
+    assert float(state.inner_state[0].hyperparams["learning_rate"]) == pytest.approx(0.249)
 
 
 def test_set_hparams_rejects_unknown_names_and_states_without_hyperparameters():

@@ -92,3 +92,26 @@ def test_stochastic_cubic_safeguard_fires_in_the_valley():
     assert int(optax.tree.get(state, "num_fallbacks")) == 1
     assert int(optax.tree.get(state, "last_branch")) == 3
     assert float(f(x + u)) < float(v)
+
+
+def test_saddle_free_newton_damping_line_search_takes_the_best_damping():
+    # f(y) = sqrt(1 + y^2) at y = 10: g = y / sqrt(1 + y^2) = 0.995, H = (1 + y^2)^(-3/2) = 9.85e-4. With k = 1
+    # Lanczos is exact in 1-D, so the step of damping lam is g / (H + lam) (Dauphin et al.'s Algorithm 1 picks
+    # the lam whose unit step lands lowest). At the smallest damping 1e-3 the step (~500) overshoots to
+    # f ~ 490; the grid 1e-3 * 10^j, j < 6, lands lowest at lam = 0.1 (y ~ 0.05).
+    def f(p):
+        return jnp.sqrt(1.0 + p[0] ** 2)
+
+    y = 10.0
+    g, h = y / np.sqrt(1 + y * y), (1 + y * y) ** -1.5
+    lams = 1e-3 * 10.0 ** np.arange(6)
+    best = lams[np.argmin([np.sqrt(1 + (y - g / (h + lam)) ** 2) for lam in lams])]
+    assert best == pytest.approx(0.1)
+    x = jnp.array([y], jnp.float32)
+    for search, lam, damped, values in ((6, best, 1, 6), (1, 1e-3, 0, 0)):
+        tx = optimizers.get("saddle_free_newton", k=1, damping_search=search)
+        state = tx.init(x)
+        u, state = tx.update(jax.grad(f)(x), state, x, value=f(x), value_fn=f)
+        np.testing.assert_allclose(np.asarray(u), [-g / (h + lam)], rtol=1e-4)
+        assert int(optax.tree.get(state, "num_damped")) == damped
+        assert int(optimizers.oracle_counts(state)["values"]) == values
