@@ -71,3 +71,18 @@ def test_runner_passes_sample_loss(name, n, unit):
         return
     sl = seen["sample_loss"]
     assert isinstance(sl, optimizers.SampleLoss) and (sl.n, sl.unit) == (n, unit) and sl.fn is p.sample_loss
+
+
+def test_every_optimizer_takes_the_runners_extra_arguments():
+    # the runner passes sample_loss to every optimizer on a problem with a data set; an optimizer that
+    # forwards extra arguments to value_fn (optax's zoom line search in lbfgs did) must not choke on it
+    def f(x):
+        return jnp.sum((x - 1.0) ** 2)
+
+    x = jnp.zeros(3)
+    extra = dict(value=f(x), value_fn=f, key=jax.random.key(0),
+                 sample_loss=optimizers.SampleLoss(lambda p, idx: f(p), 8, 2))
+    for name in optimizers.names():
+        tx = optimizers.get(name)
+        u, _ = jax.jit(lambda g, s, x, tx=tx: tx.update(g, s, x, **extra))(jax.grad(f)(x), tx.init(x), x)
+        assert np.all(np.isfinite(np.asarray(u))), name
