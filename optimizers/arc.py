@@ -245,12 +245,7 @@ def scale_by_cubic_reg(
             last_rho=rho.astype(jnp.float32),
             last_accepted=accepted,
             counts=counts,
-            cache=CachedValueGrad(
-                value=jnp.where(accepted, f_new, f0).astype(state.cache.value.dtype),
-                grad=optax.tree.cast_like(updates, other_tree=state.cache.grad),
-                valid_value=jnp.ones([], bool),
-                valid_grad=~accepted,
-            ),
+            cache=state.cache.after_trial(accepted, f_new, f0, updates),
         )
         return out, new_state
 

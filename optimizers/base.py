@@ -129,6 +129,19 @@ class CachedValueGrad(NamedTuple):
         no = jnp.zeros([], bool)
         return CachedValueGrad(jnp.zeros([], dtype), optax.tree.zeros_like(params), no, no)
 
+    def after_trial(self, accepted: jax.Array, f_new: jax.Array, f0: jax.Array, grads: Any,
+                    valid_value: Any = True) -> CachedValueGrad:
+        """What a trial-step method (ARC's ratio test, a line search) knows at the point it returns:
+        the trial value ``f_new`` where the step was ``accepted``, else ``f0`` and the incoming
+        gradient ``grads`` at the unmoved point; dtypes as in ``self``. ``valid_value``: whether
+        those values are of the runner's objective (False where they are of a sub-sample)."""
+        return CachedValueGrad(
+            value=jnp.where(accepted, f_new, f0).astype(self.value.dtype),
+            grad=optax.tree.cast_like(grads, other_tree=self.grad),
+            valid_value=jnp.asarray(valid_value, bool),
+            valid_grad=~accepted,
+        )
+
 
 def cached_value_and_grad(state: Any) -> CachedValueGrad | None:
     """The ``CachedValueGrad`` in ``state`` (found anywhere in a wrapped state), or None.

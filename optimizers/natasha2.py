@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 
 from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
 from optimizers.linalg import working_dtype
-from optimizers.neon2 import flat_grad_fn, neon2_search
+from optimizers.neon2 import curvature_step, flat_grad_fn, neon2_search, search_bookkeeping
 
 
 class Natasha2State(NamedTuple):
@@ -108,8 +108,7 @@ def scale_by_natasha2(*, learning_rate, grad_threshold, delta, neon_lr, sigma, r
 
         def do_search():
             res = neon2_search(grad_fn, x, g, k_xi, neon_lr, sigma, radius, t_max)
-            sign = jnp.where(jax.random.bernoulli(k_sign), 1.0, -1.0).astype(dtype)
-            nc = sign * reg / jnp.asarray(hessian_lipschitz, dtype) * res.direction
+            nc = curvature_step(res, k_sign, reg, hessian_lipschitz, dtype)
             step = jax.lax.cond(res.found, lambda: nc, proximal)
             grads = res.iterations + jnp.where(res.found, 0, n_inner - 1)
             return step, res.found, grads
@@ -118,12 +117,7 @@ def scale_by_natasha2(*, learning_rate, grad_threshold, delta, neon_lr, sigma, r
             return proximal(), jnp.zeros([], bool), jnp.full([], n_inner - 1, jnp.int32)
 
         step, found, grads = jax.lax.cond(search, do_search, no_search)
-        new_state = Natasha2State(
-            certified=small & (state.certified | (search & ~found)),
-            num_searches=state.num_searches + search.astype(jnp.int32),
-            num_escapes=state.num_escapes + found.astype(jnp.int32),
-            counts=state.counts.add(grads=grads),
-        )
+        new_state = Natasha2State(**search_bookkeeping(state, small, search, found, grads))
         return unravel(step.astype(x.dtype)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

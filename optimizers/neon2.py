@@ -98,6 +98,22 @@ def neon2_search(grad_fn, x0, g0, key, eta, sigma, radius, max_iters: int) -> Ne
     return Neon2Result(found, v, t)
 
 
+def curvature_step(res: Neon2Result, key: jax.Array, size, hessian_lipschitz, dtype) -> jax.Array:
+    """Neon2's escape step: +-(size / L) along the direction the search found, the sign a fair coin."""
+    sign = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(dtype)
+    return sign * jnp.asarray(size, dtype) / jnp.asarray(hessian_lipschitz, dtype) * res.direction
+
+
+def search_bookkeeping(state, small, search, found, grads) -> dict:
+    """The search fields after a step, for a state with ``certified``, ``num_searches``,
+    ``num_escapes`` and ``counts`` (a search from a small gradient that finds nothing certifies the
+    point until |g| rises again); ``grads`` the gradients spent."""
+    return dict(certified=small & (state.certified | (search & ~found)),
+                num_searches=state.num_searches + search.astype(jnp.int32),
+                num_escapes=state.num_escapes + found.astype(jnp.int32),
+                counts=state.counts.add(grads=grads))
+
+
 class Neon2SGDState(NamedTuple):
     """State of ``scale_by_neon2_sgd``.
 
@@ -160,20 +176,14 @@ def scale_by_neon2_sgd(*, learning_rate, grad_threshold, delta, neon_lr, sigma, 
 
         def do_search():
             res = neon2_search(flat_grad_fn(value_fn, unravel), x, g, k_xi, neon_lr, sigma, radius, t_max)
-            sign = jnp.where(jax.random.bernoulli(k_sign), 1.0, -1.0).astype(dtype)
-            step = sign * jnp.asarray(delta, dtype) / jnp.asarray(hessian_lipschitz, dtype) * res.direction
+            step = curvature_step(res, k_sign, delta, hessian_lipschitz, dtype)
             return jnp.where(res.found, step, sgd), res.found, res.iterations
 
         def no_search():
             return sgd, jnp.zeros([], bool), jnp.zeros([], jnp.int32)
 
         step, found, iters = jax.lax.cond(search, do_search, no_search)
-        new_state = Neon2SGDState(
-            certified=small & (state.certified | (search & ~found)),
-            num_searches=state.num_searches + search.astype(jnp.int32),
-            num_escapes=state.num_escapes + found.astype(jnp.int32),
-            counts=state.counts.add(grads=iters),
-        )
+        new_state = Neon2SGDState(**search_bookkeeping(state, small, search, found, iters))
         return unravel(step.astype(x.dtype)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -262,12 +262,7 @@ def scale_by_subsampled_cubic(
             full_at=x_new,
             counter=counter,
             # what the step leaves known of value_fn at the point it returns (as cubic_reg's cache)
-            cache=CachedValueGrad(
-                value=jnp.where(tr.accepted, tr.f_new, f0).astype(state.cache.value.dtype),
-                grad=optax.tree.cast_like(updates, other_tree=state.cache.grad),
-                valid_value=jnp.asarray(full_is_value_fn),
-                valid_grad=~tr.accepted,
-            ),
+            cache=state.cache.after_trial(tr.accepted, tr.f_new, f0, updates, full_is_value_fn),
         )
         return out, new_state
 

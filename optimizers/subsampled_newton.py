@@ -168,12 +168,7 @@ def scale_by_subsampled_newton(*, learning_rate, damping, cg_tol, c1, beta, hess
             num_failed=state.num_failed + (~ok).astype(jnp.int32),
             last_alpha=alpha.astype(jnp.float32),
             counter=counter,
-            cache=CachedValueGrad(
-                value=jnp.where(ok, f_last, f0).astype(state.cache.value.dtype),
-                grad=optax.tree.cast_like(updates, other_tree=state.cache.grad),
-                valid_value=jnp.ones([], bool),
-                valid_grad=~ok,
-            ),
+            cache=state.cache.after_trial(ok, f_last, f0, updates),
         )
         return unravel(step.astype(x.dtype)), new_state
 

@@ -18,29 +18,6 @@ PROBLEM = "strict_saddle(init_radius=1.0)"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def built_once(tmp_path_factory, name, build) -> pathlib.Path:
-    """A directory that ``build(path)`` fills once per test session, also under pytest-xdist: the
-    workers share the session's base temporary directory; the first to take the lock builds, the
-    others wait for it and reuse the result (a module fixture alone would build once per worker)."""
-    import fcntl
-    import os
-
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        path = tmp_path_factory.mktemp(name)
-        build(path)
-        return path
-    base = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
-    path = base / name
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (base / f"{name}.built").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir()
-            build(path)
-            (base / f"{name}.built").write_text("")
-    return path
-
-
 def build_report(root: pathlib.Path) -> None:
     """Two cells (sgd and adam at learning rate 0.2, 4 seeds, 60 steps) run by `compare`, then the report."""
     argv = ["--results", str(root)]
@@ -54,8 +31,8 @@ def build_report(root: pathlib.Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    root = built_once(tmp_path_factory, "html_report_results", build_report)
+def results(built_once):
+    root = built_once("html_report_results", build_report)
     return root, (root / "compare_stdout.txt").read_text()
 
 

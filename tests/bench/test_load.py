@@ -2,7 +2,6 @@
 
 import pathlib
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -20,29 +19,6 @@ PROBLEM = "strict_saddle(init_radius=1.0)"
 SEEDS, STEPS, LOG_EVERY = 4, 40, 20
 
 
-def built_once(tmp_path_factory, name, build) -> pathlib.Path:
-    """A directory that ``build(path)`` fills once per test session, also under pytest-xdist: the
-    workers share the session's base temporary directory; the first to take the lock builds, the
-    others wait for it and reuse the result (a module fixture alone would build once per worker)."""
-    import fcntl
-    import os
-
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        path = tmp_path_factory.mktemp(name)
-        build(path)
-        return path
-    base = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
-    path = base / name
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (base / f"{name}.built").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir()
-            build(path)
-            (base / f"{name}.built").write_text("")
-    return path
-
-
 def build_store(root: pathlib.Path) -> None:
     """One cell: sgd with two learning rates on the strict saddle, 4 seeds (2 tuning, 2 held out)."""
     cell = suites.Cell(PROBLEM, "sgd", grid.expand("sgd", {"learning_rate": [0.05, 0.2]}), list(range(SEEDS)),
@@ -52,8 +28,8 @@ def build_store(root: pathlib.Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def store_root(tmp_path_factory):
-    return built_once(tmp_path_factory, "load_results", build_store)
+def store_root(built_once):
+    return built_once("load_results", build_store)
 
 
 @pytest.fixture(scope="module")
