@@ -2,8 +2,9 @@
 
 The program is one ``vmap`` over the (hyperparameter point, seed) lanes, point-major, of a
 ``lax.scan`` over log points (one vmap, not a vmap of points of a vmap of seeds: tracing then
-batches the step once, which halved the tracing time of second-order programs): each measures the full loss and gradient norm, then (but after the last) runs a
-``lax.scan`` over ``log_every`` optimizer steps. Hyperparameters are traced arrays in the
+batches the step once, which halved the tracing time of second-order programs): each log point
+measures the full loss and gradient norm, then (but after the last) runs a ``lax.scan`` over
+``log_every`` optimizer steps. Hyperparameters are traced arrays in the
 optimizer state (``optax.inject_hyperparams``, set with ``optimizers.set_hparams``), so a sweep
 of 100 learning rates and 128 seeds is one compile. Compilation is done ahead of time
 (``jit(...).lower(...).compile()``) so its cost is measured apart from the run. The problem's
