@@ -144,19 +144,27 @@ def plateau_runs(df: pd.DataFrame, rtol: float = RTOL, gtol: float = GTOL, min_i
              if c in df.columns]
     curv = schema.HESSIAN_INDEX in df.columns and schema.LAMBDA_MIN in df.columns
     rows = []
-    for key, g in df.sort_values([*RUN_KEYS, schema.STEP]).groupby(RUN_KEYS, observed=True, sort=False):
-        f_ref = float(g[schema.F_REF].iloc[0]) if schema.F_REF in g.columns else float("nan")
-        f_target = float(g[schema.F_TARGET].iloc[0]) if schema.F_TARGET in g.columns else -np.inf
-        t = g[schema.STEP].to_numpy()
-        flat = flat_intervals(t, g[schema.LOSS].to_numpy(), g[schema.GRAD_NORM].to_numpy(), f_ref, f_target,
-                              rtol, gtol)
+    df = df.sort_values([*RUN_KEYS, schema.STEP])
+    # whole columns as numpy arrays once, each run a slice of them (per-group pandas access cost
+    # most of a report's time)
+    col = {c: df[c].to_numpy() for c in (schema.STEP, schema.LOSS, schema.GRAD_NORM, *extra)}
+    if curv:
+        col[schema.HESSIAN_INDEX] = df[schema.HESSIAN_INDEX].to_numpy(np.float64)
+        col[schema.LAMBDA_MIN] = df[schema.LAMBDA_MIN].to_numpy(np.float64)
+    f_refs = df[schema.F_REF].to_numpy(np.float64) if schema.F_REF in df.columns else None
+    f_targets = df[schema.F_TARGET].to_numpy(np.float64) if schema.F_TARGET in df.columns else None
+    for key, pos in df.groupby(RUN_KEYS, observed=True, sort=False).indices.items():
+        first = pos[0]
+        f_ref = float(f_refs[first]) if f_refs is not None else float("nan")
+        f_target = float(f_targets[first]) if f_targets is not None else -np.inf
+        t = col[schema.STEP][pos]
+        flat = flat_intervals(t, col[schema.LOSS][pos], col[schema.GRAD_NORM][pos], f_ref, f_target, rtol, gtol)
         eps = episodes(t, flat, min_intervals)
         lengths = [b - a for a, b in eps]
         row = dict(zip(RUN_KEYS, key))
-        row.update({c: g[c].iloc[0] for c in extra})
+        row.update({c: col[c][first] for c in extra})
         if curv:
-            row.update(_episode_curvature(t, g[schema.HESSIAN_INDEX].to_numpy(np.float64),
-                                          g[schema.LAMBDA_MIN].to_numpy(np.float64), eps))
+            row.update(_episode_curvature(t, col[schema.HESSIAN_INDEX][pos], col[schema.LAMBDA_MIN][pos], eps))
         row.update({
             N_PLATEAUS: len(eps),
             PLATEAU_STEPS: int(sum(lengths)),

@@ -275,16 +275,16 @@ def provenance(df: pd.DataFrame, suite: str | None = None) -> list[tuple[str, st
     def vals(col: str) -> str:
         if col not in df:
             return "unknown"
-        v = sorted(set(df[col].dropna().astype(str)))
+        v = sorted({str(x) for x in pd.unique(df[col].dropna())})  # distinct first: the frame is every row
         return ", ".join(v) if v else "unknown"
 
     devices = "unknown"
     if "device" in df and df["device"].notna().all():
         devices = vals("device")
     elif "device_kind" in df:
-        dev = df[["backend", "device_kind", "device_count"]].astype(str).drop_duplicates()
+        dev = df[["backend", "device_kind", "device_count"]].drop_duplicates().astype(str).drop_duplicates()
         devices = "; ".join(f"{r.backend} ({r.device_kind} x{r.device_count})" for r in dev.itertuples())
-    commits = sorted(set(df["git_commit"].dropna().astype(str))) if "git_commit" in df else []
+    commits = sorted({str(x) for x in pd.unique(df["git_commit"].dropna())}) if "git_commit" in df else []
     out = [
         ("suite", suite or "all stored cells"),
         ("device", devices),

@@ -183,7 +183,9 @@ def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
         n_points = g[S.HP_INDEX].nunique()
         tune, held = _split_seeds(g)
         if n_points > 1 and tune and held:
-            scores = {i: _score(p[p[S.SEED].isin(tune)]) for i, p in g.groupby(S.HP_INDEX)}
+            on_tune = g[g[S.SEED].isin(tune)]  # filtered once, then split by point
+            by_point = dict(tuple(on_tune.groupby(S.HP_INDEX)))
+            scores = {i: _score(by_point.get(i, on_tune.iloc[:0])) for i in sorted(g[S.HP_INDEX].unique())}
             best = min(scores, key=lambda i: scores[i])
             out[key] = (int(best), held, f"best of {n_points} on {len(tune)} tuning seeds")
         else:
