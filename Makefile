@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
+# `make bench SUITE=full JAX_PLATFORMS=cuda` on a GPU machine (README: Running on a GPU); tests stay on the CPU.
+JAX_PLATFORMS ?= cpu
 # pytest workers: JAX compiles dominate the tests and parallelize across processes; worksteal
 # rebalances the uneven tail (one test of 37 s, most under 1 s).
 TEST_WORKERS ?= 2
@@ -18,19 +20,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
 	$(PY) -m bench report --suite $(SUITE)
 
 # The landscape diagnostics on top of `make bench`'s store: saddle-escape sweeps, the spin-glass
 # census with the optimizers' end points, and the report with the pictures of the way.
 landscape: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m bench escape --out results/escape
-	JAX_PLATFORMS=cpu $(PY) -m bench census --results results
-	JAX_PLATFORMS=cpu $(PY) -m bench report --suite $(SUITE) --landscape
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench escape --out results/escape
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench census --results results
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench report --suite $(SUITE) --landscape
 
 # The paper checks: results/REPRODUCTIONS.md (fails if any does not reproduce).
 reproduce: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m bench reproduce --results results
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench reproduce --results results
 
 # Lint first: style drift fails CI before any test runs.
 test: $(STAMP)

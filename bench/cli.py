@@ -194,6 +194,24 @@ def _use_compilation_cache(root) -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
 
 
+def _executor(args):
+    """The executor of ``--executor`` (None: ``run_cells``' local one), after ``plan_memory`` (before
+    JAX starts its backend: building the cells may)."""
+    from bench.execute import make_executor, plan_memory
+
+    plan_memory(shared=args.executor == "ray" or (args.workers or 1) > 1)
+    if args.executor == "local":
+        return None
+    executor = make_executor(args.workers, args.cell_timeout, kind=args.executor, address=args.address)
+    if args.address:
+        try:
+            executor.connect()
+        except Exception as err:  # unreachable, not a Ray cluster, another Ray version
+            raise UsageError(f"cannot connect to the Ray cluster at --address {args.address!r}: "
+                             f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
+    return executor
+
+
 def cmd_run(args) -> int:
     from bench.execute import run_cells
 
@@ -202,14 +220,16 @@ def cmd_run(args) -> int:
         errors.append(f"--workers must be a positive integer, got {args.workers}")
     if not args.cell_timeout > 0:  # also NaN
         errors.append(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout}")
+    errors += validate.executor_errors(args.executor, args.address)
     if errors:
         raise UsageError(errors[0])
+    executor = _executor(args)
     cells, label = _cells_from_args(args)
     store = Store(args.results)
     _use_compilation_cache(store.root)
     print(f"{label}: {len(cells)} cells -> {store.cells}", file=sys.stderr)
     out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers, timeout=args.cell_timeout,
-                    retry_failed=args.retry_failed)
+                    retry_failed=args.retry_failed, executor=executor)
     print(
         f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed"
         + (f", {out.skipped_failed} skipped (failed before; --retry-failed runs them)" if out.skipped_failed else "")
@@ -329,6 +349,10 @@ def cmd_compare(args) -> int:
             raise UsageError(f"unknown optimizer {o!r}; valid optimizers: {', '.join(optimizers.names())}")
     if a == b:
         raise UsageError(f"compare two different optimizers, got {a!r} twice")
+    errors = validate.executor_errors(args.executor, args.address)
+    if errors:
+        raise UsageError(errors[0])
+    executor = _executor(args)
     if args.problems:
         if args.suite or args.suite_file:
             raise UsageError("give either --suite/--suite-file or --problems, not both")
@@ -340,7 +364,8 @@ def cmd_compare(args) -> int:
         cells, label = dataclasses.replace(suite, optimizers=(a, b)).cells(), suite.name
     store = Store(args.results)
     print(f"{label}: {len(cells)} cells of {a} and {b} -> {store.cells}", file=sys.stderr)
-    out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers, timeout=args.cell_timeout)
+    out = run_cells(cells, store, progress=not args.no_progress, workers=args.workers, timeout=args.cell_timeout,
+                    executor=executor)
     print(f"{out.ran} cells run, {out.reused} reused from the store, {len(out.failed)} failed", file=sys.stderr)
     for spec, msg in out.failed:
         print(f"  failed: {spec.optimizer} on {spec.problem}: {msg}", file=sys.stderr)
@@ -393,10 +418,21 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_perf(args) -> int:
+    """The performance report (``bench.perf.report``): the chosen sections as Markdown tables."""
     from bench import perf
 
-    if not args.skip_runner:
-        perf.main(seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim, repeats=args.repeats)
+    sections = _csv(args.sections) if args.sections else list(perf.SECTIONS)
+    if args.skip_runner:
+        sections = [s for s in sections if s != "runner"]
+    if args.landscape and not args.sections:  # --landscape alone: just its tables, as before
+        sections = [s for s in sections if s == "runner" and not args.skip_runner]
+    bad = [s for s in sections if s not in perf.SECTIONS]
+    if bad:
+        raise SystemExit(f"bench perf: unknown section(s) {', '.join(bad)}; choose from {', '.join(perf.SECTIONS)}")
+    if sections:
+        perf.report(sections, seeds=[int(s) for s in _csv(args.seeds)], steps=args.steps, dim=args.dim,
+                    repeats=args.repeats, roofline_seeds=[int(s) for s in _csv(args.roofline_seeds)],
+                    results=args.results)
     if args.landscape:
         perf.landscape_costs(_problem_names(args.landscape), repeats=args.repeats)
     return 0
@@ -511,7 +547,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--workers", type=int, default=None,
-                     help="processes (default: one per core, at most 4, on the CPU; 1 on an accelerator)")
+                     help="processes (default: one per core, at most 4, on the CPU; 1 on an accelerator); with "
+                          "--executor ray, cells in flight (default: the cluster's GPUs, or CPUs)")
     run.add_argument("--retry-failed", action="store_true", help="run cells that failed before again")
     run.add_argument("--cell-timeout", type=float, default=600.0,
                      help="seconds before a cell's worker is killed and the cell recorded as failed")
@@ -557,7 +594,12 @@ def parser() -> argparse.ArgumentParser:
     rr.add_argument("--results", default="results")
     rr.add_argument("--only", default="", help="comma-separated check ids (default: all)")
     rr.add_argument("--fast", action="store_true", help="skip the checks marked slow")
-    pf = sub.add_parser("perf", help="runner vs hand-written loop vs minimal jit(vmap(scan))")
+    pf = sub.add_parser("perf", help="the performance report (docs/PERFORMANCE.md): runner vs hand-written loop, "
+                                     "floor and torch.optim; the spin-glass roofline; compile share of a stored suite")
+    pf.add_argument("--sections", default="",
+                    help="comma-separated sections among runner, torch, roofline, compile (default: all)")
+    pf.add_argument("--roofline-seeds", default="1,4,16,64,256,1024", help="batch sizes of the roofline section")
+    pf.add_argument("--results", default="results", help="the store whose compile times the compile section reads")
     pf.add_argument("--seeds", default="1,8,32")
     pf.add_argument("--steps", type=int, default=2000)
     pf.add_argument("--dim", type=int, default=20)
@@ -590,6 +632,14 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--seed-base", type=int, default=1_000_000, help="first seed (suites use 0, 1, ...)")
     cp.add_argument("--write", action="store_true", help="record the best value in problems/best_known.json")
     cp.add_argument("--path", help="write to this JSON file instead of problems/best_known.json")
+    for p in (run, cm):
+        p.add_argument("--executor", metavar="{local,ray}", default="local",
+                       help="local worker processes (default), or ray: each cell a Ray task on a cluster (pip install "
+                            "-e '.[ray]'; bench/ray_executor.py)")
+        p.add_argument("--address", default=None,
+                       help="with --executor ray: the cluster's head node host:port, or auto (a `ray start` cluster "
+                            "on this machine); default: a new local cluster. On several machines --results must be "
+                            "a shared file system")
     for p in (ls, run, rep, cm, rp):
         p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP)
     return ap

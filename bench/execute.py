@@ -8,7 +8,8 @@ cell: errors, time-outs and crashed workers come back as outcomes. Two are built
 * ``LocalProcesses``: a pool of spawned worker processes, each with its own JAX runtime, a
   per-cell time limit (the worker is killed and replaced) and crash detection.
 
-A Ray executor (many machines) is one more subclass; sharding one cell's batch over the local
+A third, ``bench.ray_executor.RayExecutor`` (many machines; the optional ``ray`` extra), is made by
+``make_executor(kind="ray")`` and imported only then; sharding one cell's batch over the local
 devices is the runner's business, not the executor's.
 
 Every task computes its cell under the store's lock for that cell (``Store.claim``) and first
@@ -28,7 +29,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
@@ -263,10 +264,64 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def make_executor(workers: int | None = None, timeout: float | None = None) -> Executor:
-    """The local executor for ``workers`` processes (default ``default_workers()``)."""
+EXECUTORS = ("local", "ray")  # make_executor's kinds (``--executor``)
+
+
+def make_executor(workers: int | None = None, timeout: float | None = None, kind: str = "local",
+                  address: str | None = None) -> Executor:
+    """The local executor for ``workers`` processes (default ``default_workers()``), or with
+    ``kind="ray"`` the Ray executor (``address``: its cluster; ``workers``: tasks in flight)."""
+    if kind == "ray":
+        from bench.ray_executor import RayExecutor  # imports Ray: only here
+
+        return RayExecutor(address=address, timeout=timeout, workers=workers)
+    if kind != "local":
+        raise ValueError(f"unknown executor {kind!r}; valid executors: {', '.join(EXECUTORS)}")
+    if address is not None:
+        raise ValueError("an address is for the Ray executor (kind='ray')")
     workers = default_workers() if workers is None else workers
     return InProcess() if workers <= 1 else LocalProcesses(workers, timeout)
+
+
+# Variables that decide how JAX's GPU client takes memory; a user who set one keeps it.
+MEMORY_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")
+
+
+def accelerator_possible(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether JAX may pick an accelerator here, decided without starting a backend: the platforms
+    ``JAX_PLATFORMS`` lists (any but ``cpu``), or if unset whether a PJRT plug-in (``jax_plugins``:
+    CUDA, ROCm) or ``libtpu`` is installed."""
+    import importlib.metadata
+    import importlib.util
+    import pkgutil
+
+    listed = [p.strip().lower() for p in environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+    if listed:
+        return any(p != "cpu" for p in listed)
+    if importlib.util.find_spec("libtpu") is not None or importlib.metadata.entry_points(group="jax_plugins"):
+        return True
+    try:
+        import jax_plugins
+    except ImportError:
+        return False
+    return any(True for _ in pkgutil.iter_modules(jax_plugins.__path__))
+
+
+def plan_memory(shared: bool, environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Memory of an accelerator shared by several processes; call before JAX starts its backend.
+
+    JAX's GPU client takes 75% of the device's memory when it starts (``XLA_PYTHON_CLIENT_PREALLOCATE``),
+    so a second process on the same device (a worker beside the parent that built the cells, two
+    local workers, a Ray task on the head node's GPU) runs out of memory. When ``shared`` and an
+    accelerator is possible (``accelerator_possible``) and the user set none of ``MEMORY_ENV``,
+    this sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (memory is taken as needed; the workers
+    inherit it) and returns what it set. On the CPU it sets nothing: the variables only act on
+    accelerators, and the numbers never depend on them.
+    """
+    if not shared or any(k in environ for k in MEMORY_ENV) or not accelerator_possible(environ):
+        return {}
+    environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 @dataclasses.dataclass

@@ -314,3 +314,30 @@ def writable_dir_errors(path: str | os.PathLike, label: str = "results directory
             if q.exists() and (not q.is_dir() or not os.access(q, os.W_OK | os.X_OK)):
                 return [f"cannot write the {label} {str(p)!r}: {str(q)!r} is not a writable directory"]
     return []
+
+
+# --- executors -----------------------------------------------------------------------------------------
+
+
+def ray_installed() -> bool:
+    """Whether Ray can be imported (looked up, not imported: the local path never loads Ray)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def executor_errors(executor: Any, address: Any = None) -> list[str]:
+    """``--executor`` and ``--address``: a known executor (``bench.execute.EXECUTORS``), an address only
+    with ``ray``, and Ray installed when it is asked for."""
+    from bench.execute import EXECUTORS
+
+    if executor not in EXECUTORS:
+        return [unknown("executor", str(executor), EXECUTORS)]
+    errors = []
+    if address is not None and executor != "ray":
+        errors.append(f"--address {address!r} is a Ray cluster's address: it needs --executor ray")
+    elif address is not None and not str(address).strip():
+        errors.append("--address is empty; give the head node's host:port, or auto")
+    if executor == "ray" and not ray_installed():
+        errors.append("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
+    return errors
