@@ -1,25 +1,37 @@
-"""``python -m bench perf``: what the one-program runner buys, and what its bookkeeping costs.
+"""``python -m bench perf``: the performance report (docs/PERFORMANCE.md), one Markdown table per section.
 
-On the same problem, optimizer and step count it times, per run (one seed's trajectory):
+Sections (``--sections``, default all), each printed under the machine line (``machine_line``):
 
-* ``hand``: the loop users write by hand: a ``jax.jit``-ed optax step called from a Python loop,
-  one seed at a time (the runs of S seeds are S such loops, one after the other);
-* ``runner``: ``bench.run_cell`` end to end with its program already compiled (logging every
-  ``log_every`` steps, oracle counts, target tracking, end-point Hessian eigenvalues, DataFrame);
-  ``program`` is the same without the Python around it (the compiled call alone);
-* ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all, compiled
-  as users compile it (``jax.jit``, XLA's default options, no unrolling);
-* ``tuned floor``: the same program with the runner's two tunings (``program.step_unroll`` steps
-  per loop iteration, ``program.compiler_options("adam")``), so ``runner / tuned floor`` is what the
-  logging and bookkeeping alone cost.
+* ``runner``: on the same problem, optimizer and step count, per run (one seed's trajectory):
 
-Every figure is the best of ``repeats`` timed calls after a warm-up call, so compile time is
-excluded everywhere (it is reported apart). Ratios: hand/runner (the speed-up users get) and
-runner/floor (the cost of logging and bookkeeping).
+  - ``hand``: the loop users write by hand: a ``jax.jit``-ed optax step called from a Python loop,
+    one seed at a time (the runs of S seeds are S such loops, one after the other);
+  - ``runner``: ``bench.run_cell`` end to end with its program already compiled (logging every
+    ``log_every`` steps, oracle counts, target tracking, end-point Hessian eigenvalues, DataFrame);
+    ``program`` is the same without the Python around it (the compiled call alone);
+  - ``floor``: a minimal ``jit(vmap(scan))`` of the optax step with no logging at all, compiled
+    as users compile it (``jax.jit``, XLA's default options, no unrolling);
+  - ``tuned floor``: the same program with the runner's two tunings (``program.step_unroll`` steps
+    per loop iteration, ``program.compiler_options("adam")``), so ``runner / tuned floor`` is what the
+    logging and bookkeeping alone cost.
+
+* ``torch``: the same problem and optimizer in a PyTorch ``torch.optim.Adam`` loop (``torch_loop``;
+  the optional extra ``pip install -e '.[torch]'``, imported only here), its final losses checked
+  against the JAX floor's.
+* ``roofline``: the vmapped spin-glass gradient and HVP against this machine's matmul rate
+  (``spin_glass_roofline``).
+* ``compile``: compile seconds per cell and their share of a stored suite's time (``compile_share``).
+
+Every time is the best of ``repeats`` timed calls after a warm-up call, so compile time is
+excluded everywhere (it is reported apart). Also ``python -m bench.perf spin-glass-compile |
+spin-glass-roofline [chain | compare]`` for the spin-glass tables alone.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import platform
 import time
 
 import jax
@@ -28,6 +40,8 @@ import optax
 
 import problems
 from bench import program, runner, schema
+
+SECTIONS = ("runner", "torch", "roofline", "compile")
 
 
 def _best(fn, repeats: int) -> float:
@@ -127,10 +141,26 @@ def measure(seeds: int, steps: int = 2000, dim: int = 20, repeats: int = 3, log_
     }
 
 
-def main(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -> list[dict]:
+def machine_line() -> str:
+    """The machine a table was measured on: CPU model and cores, backend, device, jax, date, load."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
     dev = jax.devices()[0]
-    print(f"Adam (lr 1e-2) on rosenbrock(dim={dim}), {steps} steps, log_every 10; "
-          f"backend {jax.default_backend()} ({dev.device_kind}), jax {jax.__version__}; best of {repeats}.")
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"Machine: {cpu}, {os.cpu_count()} cores; backend {jax.default_backend()} ({dev.device_kind}); "
+            f"jax {jax.__version__}; {time.strftime('%Y-%m-%d', time.gmtime())}; load average {load}.")
+
+
+def runner_table(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -> list[dict]:
+    """Section ``runner``: runner vs hand loop vs floor vs tuned floor (``measure``), printed."""
+    print(f"Adam (lr 1e-2) on rosenbrock(dim={dim}), {steps} steps, log_every 10; best of {repeats}. "
+          "Goals: hand / runner >= 100x and runner / tuned floor <= 1.5x at 32 seeds.")
     print()
     print("| seeds | hand loop s/run | runner s/run | program s/run | floor s/run | tuned floor s/run "
           "| hand / runner | runner / floor | program / floor | runner / tuned floor | runner compile s |")
@@ -144,6 +174,209 @@ def main(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3) -
               f"| {r['runner_over_floor']:.2f}x | {r['program_over_floor']:.2f}x "
               f"| {r['runner_over_tuned_floor']:.2f}x | {r['runner_compile_s']:.2f} |", flush=True)
     return rows
+
+
+main = runner_table  # the name ``bench perf`` called before it had sections
+
+
+# -- the same loop in PyTorch ----------------------------------------------------------------------
+
+TORCH_VERSION = "2.13.0"  # the optional extra's pin (pyproject.toml: torch)
+TORCH_LOSS_RTOL = 1e-4  # final losses, torch vs the JAX floor (torch_table's docstring)
+
+
+def torch_rosenbrock(x):
+    """Rosenbrock of each row of ``x`` (a (seeds, dim) torch tensor), as ``problems.rosenbrock``:
+    sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 (float32 in, float32 out, shape (seeds,))."""
+    return (100.0 * (x[:, 1:] - x[:, :-1] ** 2) ** 2 + (1.0 - x[:, :-1]) ** 2).sum(dim=1)
+
+
+def torch_loop(x0, learning_rate: float, steps: int):
+    """Adam on Rosenbrock in a plain ``torch.optim`` loop, every seed at once, as users write it.
+
+    ``x0``: the (seeds, dim) start points (numpy float32, the JAX floor's). The seeds form one
+    (seeds, dim) parameter tensor: Rosenbrock is separable over rows, so the gradient of the summed
+    loss is each row's own gradient, and ``torch.optim.Adam`` (betas 0.9, 0.999, eps 1e-8, optax's
+    defaults) is elementwise, so each row follows the per-seed trajectory of ``optax.adam``.
+    Returns ``run() -> final points (numpy (seeds, dim))``. Raises ImportError without torch.
+    """
+    import numpy as np
+    import torch
+
+    def run():
+        x = torch.tensor(np.asarray(x0, np.float32), requires_grad=True)
+        opt = torch.optim.Adam([x], lr=learning_rate)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            torch_rosenbrock(x).sum().backward()
+            opt.step()
+        return x.detach().numpy()
+
+    return run
+
+
+def floor_start_points(problem, seeds: list[int]):
+    """The start points of ``floor_program``'s runs: ``problem.init(split(key(seed))[0])`` per seed."""
+    starts = jax.jit(jax.vmap(lambda s: problem.init(jax.random.split(jax.random.key(s))[0])))
+    return starts(jnp.asarray(seeds, jnp.uint32))
+
+
+def torch_measure(seeds: int, steps: int = 2000, dim: int = 20, repeats: int = 3, learning_rate: float = 1e-2,
+                  runner_per_run_s: float | None = None) -> dict:
+    """One row of ``torch_table``: torch loop, JAX floor (and the runner, unless given) per run, and
+    the largest relative difference of the final losses, torch against the JAX floor."""
+    import numpy as np
+    import torch
+
+    problem = problems.get("rosenbrock", dim=dim)
+    seed_list = list(range(seeds))
+    x0 = np.array(floor_start_points(problem, seed_list))
+    run_torch = torch_loop(x0, learning_rate, steps)
+    t_torch = _best(run_torch, max(1, repeats // 2))
+    f_torch = torch_rosenbrock(torch.from_numpy(run_torch())).numpy()
+    floor = floor_program(problem, learning_rate, steps, seed_list)
+    t_floor = _best(floor, repeats)
+    f_jax = np.asarray(jax.vmap(problem.full_loss)(floor()))
+    if runner_per_run_s is None:
+        hp = {"learning_rate": learning_rate}
+        t_runner = _best(lambda: runner.run_cell(problem, "adam", hparams=hp, seeds=seed_list, steps=steps), repeats)
+        runner_per_run_s = t_runner / seeds
+    rel = float(np.max(np.abs(f_torch.astype(np.float64) - f_jax) / np.maximum(np.abs(f_jax), 1e-30)))
+    return {"seeds": seeds, "torch_per_run_s": t_torch / seeds, "floor_per_run_s": t_floor / seeds,
+            "runner_per_run_s": runner_per_run_s, "torch_over_runner": t_torch / seeds / runner_per_run_s,
+            "torch_over_floor": t_torch / t_floor, "loss_rel_diff": rel, "agree": rel <= TORCH_LOSS_RTOL,
+            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+
+
+def torch_table(seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 3,
+                runner_rows: list[dict] | None = None) -> list[dict] | None:
+    """Section ``torch``: Adam on rosenbrock(dim) in ``torch.optim`` against the runner and the JAX floor.
+
+    The torch loop starts from the floor's start points and runs the same steps at the same
+    learning rate; its final losses must equal the floor's to ``TORCH_LOSS_RTOL`` relative: the
+    two compute the same float32 iteration with other roundings (optax: m_hat/(sqrt(v_hat) + eps);
+    torch: (m/bc1)/(sqrt(v)/sqrt(bc2) + eps)), which move the final losses by 1e-6 relative in
+    2000 steps on this problem; a wrong update rule or start moves them by percents.
+    Without torch, prints one skip line and returns None. ``runner_rows``: the runner section's rows,
+    whose runner times are reused.
+    """
+    try:
+        import torch  # noqa: F401  (the optional extra)
+    except ImportError:
+        print(f"torch section skipped: torch is not installed (pip install -e '.[torch]', torch=={TORCH_VERSION}).")
+        return None
+    done = {r["seeds"]: r["runner_per_run_s"] for r in runner_rows or []}
+    rows = []
+    for s in seeds:
+        r = torch_measure(s, steps=steps, dim=dim, repeats=repeats, runner_per_run_s=done.get(s))
+        if not rows:
+            print(f"Adam (lr 1e-2) on rosenbrock(dim={dim}), {steps} steps: torch {r['torch_version']} "
+                  f"`torch.optim.Adam` loop on a (seeds, {dim}) tensor ({r['torch_threads']} threads, eager) "
+                  f"vs the runner and the JAX floor (`jit(vmap(scan))`); best of {repeats} (torch: "
+                  f"{max(1, repeats // 2)}). Final losses: torch vs JAX floor, max relative difference "
+                  f"(agree: <= {TORCH_LOSS_RTOL:g}).")
+            print()
+            print("| seeds | torch s/run | runner s/run | JAX floor s/run | torch / runner | torch / floor "
+                  "| final losses: max rel. diff | agree |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---|")
+        rows.append(r)
+        print(f"| {s} | {r['torch_per_run_s']:.4g} | {r['runner_per_run_s']:.3g} | {r['floor_per_run_s']:.3g} "
+              f"| {r['torch_over_runner']:.0f}x | {r['torch_over_floor']:.0f}x | {r['loss_rel_diff']:.1e} "
+              f"| {'yes' if r['agree'] else 'NO'} |", flush=True)
+    return rows
+
+
+# -- compile time in a stored suite ----------------------------------------------------------------
+
+COMPILE_COLUMNS = ["problem", "optimizer", "compile_s", "compile_cached", "cell_run_s", "landscape_s"]
+
+
+def compile_share(results: str = "results"):
+    """Per problem: the stored cells' compile seconds and their share of the suite's time.
+
+    Reads the first row of each cell file of the store ``results`` (``<results>/cells/*.parquet``;
+    only the timing columns, no checksums: a report, not a load) and sums per problem
+    ``compile_s`` (0 for a cell whose program came from the in-process cache), ``cell_run_s`` (the
+    program) and ``landscape_s`` (end-point eigenvalues and frame); share = compile / (compile + run
+    + landscape). Seconds are summed over cells, so over the worker processes, not wall time.
+    Returns (per-problem frame with a final "all" row, per-cell frame); None if no cells are stored.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from bench.store import Store
+
+    rows = []
+    for path in Store(results).files():
+        names = pq.read_schema(path).names
+        t = pq.read_table(path, columns=COMPILE_COLUMNS + [c for c in ("utc_time",) if c in names])
+        if t.num_rows:
+            rows.append(t.slice(0, 1).to_pylist()[0])
+    if not rows:
+        return None
+    cells = pd.DataFrame(rows)
+    if "utc_time" not in cells:
+        cells["utc_time"] = None
+    cells["total_s"] = cells["compile_s"] + cells["cell_run_s"] + cells["landscape_s"]
+    agg = {"cells": ("compile_s", "size"), "compile_s": ("compile_s", "sum"),
+           "compile_median_s": ("compile_s", "median"), "compile_max_s": ("compile_s", "max"),
+           "run_s": ("cell_run_s", "sum"), "landscape_s": ("landscape_s", "sum"), "total_s": ("total_s", "sum")}
+    per = cells.groupby("problem", sort=True).agg(**agg).reset_index()
+    total = cells.assign(problem="all").groupby("problem").agg(**agg).reset_index()
+    per = pd.concat([per, total], ignore_index=True)
+    per["compile_share"] = per["compile_s"] / per["total_s"]
+    return per, cells
+
+
+def compile_table(results: str = "results"):
+    """Section ``compile``: ``compile_share`` of the store ``results``, printed; None if it holds no cells."""
+    import pandas as pd
+
+    out = compile_share(results)
+    if out is None:
+        print(f"compile section skipped: no stored cells under {results}/cells (run `python -m bench run` first, "
+              "or pass --results DIR).")
+        return None
+    per, cells = out
+    written = pd.to_datetime(cells["utc_time"].dropna(), utc=True)
+    span = ""
+    if not written.empty:
+        minutes = (written.max() - written.min()).total_seconds() / 60
+        span = (f" The cells were written from {written.min():%Y-%m-%d %H:%M} to {written.max():%H:%M} UTC "
+                f"({minutes:.1f} min between the first and the last).")
+    print(f"Compile seconds of the {len(cells)} cells stored in `{results}` (sums over cells, i.e. over the "
+          f"worker processes; share = compile / (compile + run + landscape)).{span}")
+    print()
+    print("| problem | cells | compile s | compile s per cell (median) | max | run s | landscape s | compile share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in per.itertuples():
+        name = f"**{r.problem}**" if r.problem == "all" else r.problem
+        print(f"| {name} | {r.cells} | {r.compile_s:.1f} | {r.compile_median_s:.2f} | {r.compile_max_s:.2f} "
+              f"| {r.run_s:.1f} | {r.landscape_s:.1f} | {100 * r.compile_share:.0f}% |")
+    return per
+
+
+def report(sections=SECTIONS, seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 7,
+           roofline_seeds=(1, 4, 16, 64, 256, 1024), results: str = "results") -> dict:
+    """``python -m bench perf``: the chosen sections (``SECTIONS``), each a Markdown table under a heading."""
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
+    print(machine_line())
+    out = {}
+    if "runner" in sections:
+        print("\n## Runner vs hand loop vs floor\n")
+        out["runner"] = runner_table(seeds, steps=steps, dim=dim, repeats=repeats)
+    if "torch" in sections:
+        print("\n## Runner vs PyTorch\n")
+        out["torch"] = torch_table(seeds, steps=steps, dim=dim, repeats=repeats, runner_rows=out.get("runner"))
+    if "roofline" in sections:
+        print("\n## Spin-glass gradient against the matmul roofline\n")
+        out["roofline"] = spin_glass_roofline(seeds=roofline_seeds, repeats=max(3, repeats // 2))
+    if "compile" in sections:
+        print("\n## Compile time in a stored suite\n")
+        out["compile"] = compile_table(results)
+    return out
 
 
 def oracle_times(problem_name: str, batch: int = 32, repeats: int = 5) -> dict:
@@ -250,45 +483,123 @@ def matmul_gflops(shape=(2048, 2048, 2048), repeats: int = 10) -> float:
     return 2 * m * k * n / t / 1e9
 
 
-def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5) -> list[dict]:
+def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5,
+                        order: str = "default") -> list[dict]:
     """Achieved GFLOP/s of the vmapped spin-glass gradient (and HVP) against ``matmul_gflops``.
 
-    Flops counted as the program computes them: a gradient is the local field T.s^{p-1}, p - 1
-    successive contractions of the symmetric tensor, sum_{k=1}^{p-1} 2 n^{p-k+1} flops per seed
-    (the first, 2 n^p, dominates; under ``vmap`` it is one (n^{p-1} x n) by (n x S) matmul). The HVP
-    (forward over reverse) is counted at twice the gradient's flops (the field and its tangent).
+    ``jax.jit(jax.vmap(jax.grad(full_loss)))`` of ``spin_glass(p, n, instance=0)`` over S points.
+    Flops counted as the program computes them: a gradient is one local field T.s^{p-1}
+    (``problems.spin_glass.field_flops``: 2 n^p + n^2 for p = 3 in the matmul order, whose dominant
+    contraction under ``vmap`` is one (n x n^2) by (n^2 x S) matmul; 2 n^3 + 2 n^2 in the chain order,
+    an (n^2 x n) by (n x S) matmul and then batched matrix-vector products); the O(n) chart
+    around it is not counted. *same-shape matmul*: that dominant matmul alone, as a ``jnp.dot``, the
+    ceiling of the contraction. The HVP is forward over reverse (the field and its tangent).
+    ``order``: "default" (the problem as it is), or "chain" (the chain order at every size: the
+    problem before the matmul order, for the before/after table).
     """
+    from problems.spin_glass import FIELD_GEMM_MIN_ENTRIES, _chart_functions, _energy, field_flops
+
+    if order not in ("default", "chain"):
+        raise ValueError(f"order must be 'default' or 'chain', got {order!r}")
     prob = problems.get("spin_glass", p=p, n=n, instance=0)
-    peak = matmul_gflops()
-    grad_flops = sum(2 * n ** (p - k + 1) for k in range(1, p))
-    grad = jax.jit(jax.vmap(jax.grad(prob.full_loss)))
-    hvp = jax.jit(jax.vmap(lambda w, v: jax.jvp(jax.grad(prob.full_loss), (w,), (v,))[1]))
-    print(f"dense float32 matmul: {peak:.1f} GFLOP/s (2048^3, best of 10); spin_glass(p={p},n={n}), best of {repeats}; "
-          f"backend {jax.default_backend()}, jax {jax.__version__}")
-    print("| seeds | gradient ms | gradient GFLOP/s | % of matmul | same-shape matmul GFLOP/s | HVP ms "
-          "| HVP / gradient time |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    threshold = math.inf if order == "chain" else None
+    full_loss = prob.full_loss
+    if order == "chain":
+        chain = _chart_functions(p, n, lambda t: _energy(t, gemm_min_entries=threshold))
+        full_loss = chain(prob.constants)["full_loss"]
+    gemm = p > 2 and order == "default" and n ** (p - 1) >= FIELD_GEMM_MIN_ENTRIES
+    peak_before = matmul_gflops()
+    grad_flops = field_flops(p, n, threshold)
+    grad = jax.jit(jax.vmap(jax.grad(full_loss)))
+    hvp = jax.jit(jax.vmap(lambda w, v: jax.jvp(jax.grad(full_loss), (w,), (v,))[1]))
+    shape = "(n x n^{p-1}) by (n^{p-1} x S)" if gemm else "(n^{p-1} x n) by (n x S)"
     rows = []
     for s in seeds:
         w = jax.vmap(prob.init)(jax.random.split(jax.random.key(1), s))
+        v = jax.random.normal(jax.random.key(2), w.shape, w.dtype)  # a generic direction, not w (radial)
         t_g = _best(lambda w=w: jax.block_until_ready(grad(w)), repeats)
-        t_h = _best(lambda w=w: jax.block_until_ready(hvp(w, w)), repeats)
-        rate = grad_flops * s / t_g / 1e9
-        same = matmul_gflops((n ** (p - 1), n, s), repeats)  # the gradient's dominant contraction alone
-        rows.append({"seeds": s, "grad_s": t_g, "gflops": rate, "fraction": rate / peak, "same_shape_gflops": same,
-                     "hvp_s": t_h})
-        print(f"| {s} | {1e3 * t_g:.3g} | {rate:.1f} | {100 * rate / peak:.0f}% | {same:.1f} | {1e3 * t_h:.3g} "
-              f"| {t_h / t_g:.2f} |", flush=True)
+        t_h = _best(lambda w=w, v=v: jax.block_until_ready(hvp(w, v)), repeats)
+        same = matmul_gflops((n, n ** (p - 1), s) if gemm else (n ** (p - 1), n, s), repeats)
+        rows.append({"seeds": s, "grad_s": t_g, "gflops": grad_flops * s / t_g / 1e9, "same_shape_gflops": same,
+                     "hvp_s": t_h, "order": "matmul" if gemm else "chain"})
+    # the machine's rate: the better of two measurements, before and after the rows (a shared machine
+    # is slower at times; against the better one the fractions are conservative)
+    peak = max(peak_before, matmul_gflops())
+    print(f"dense float32 matmul: {peak:.1f} GFLOP/s (2048^3, best of 10, the better of before and after the "
+          f"rows); spin_glass(p={p},n={n}), {'matmul' if gemm else 'chain'} order (same-shape matmul: {shape}), "
+          f"gradient {grad_flops:.3g} flops per point; best of {repeats}.")
+    print()
+    print("| seeds | gradient ms | gradient GFLOP/s | % of matmul | same-shape matmul GFLOP/s | HVP ms "
+          "| HVP / gradient time |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        r.update(fraction=r["gflops"] / peak, peak_gflops=peak)
+        print(f"| {r['seeds']} | {1e3 * r['grad_s']:.3g} | {r['gflops']:.1f} | {100 * r['fraction']:.0f}% "
+              f"| {r['same_shape_gflops']:.1f} | {1e3 * r['hvp_s']:.3g} | {r['hvp_s'] / r['grad_s']:.2f} |")
     return rows
 
 
-if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-glass-roofline
+def spin_glass_roofline_compare(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5,
+                                rounds: int = 2) -> list[dict]:
+    """Before/after: the chain order against the matmul order (``problems.spin_glass.local_field``), the
+    two timed alternately at each batch size (``rounds`` times, best of ``repeats`` each; the best
+    kept), so a shared machine's slow spells hit both alike. Rates against ``matmul_gflops``."""
+    from problems.spin_glass import _chart_functions, _energy, field_flops
+
+    prob = problems.get("spin_glass", p=p, n=n, instance=0)
+    orders = {"chain": math.inf, "matmul": 0}
+    fns = {}
+    for name, threshold in orders.items():
+        loss = _chart_functions(p, n, lambda t, th=threshold: _energy(t, gemm_min_entries=th))(prob.constants)
+        f = loss["full_loss"]
+        fns[name] = (jax.jit(jax.vmap(jax.grad(f))),
+                     jax.jit(jax.vmap(lambda w, v, f=f: jax.jvp(jax.grad(f), (w,), (v,))[1])))
+    peak = matmul_gflops()
+    rows = []
+    for s in seeds:
+        w = jax.vmap(prob.init)(jax.random.split(jax.random.key(1), s))
+        v = jax.random.normal(jax.random.key(2), w.shape, w.dtype)
+        row = {"seeds": s}
+        for _ in range(rounds):
+            for name, (grad, hvp) in fns.items():
+                t_g = _best(lambda grad=grad, w=w: jax.block_until_ready(grad(w)), repeats)
+                t_h = _best(lambda hvp=hvp, w=w, v=v: jax.block_until_ready(hvp(w, v)), repeats)
+                row[f"{name}_grad_s"] = min(row.get(f"{name}_grad_s", math.inf), t_g)
+                row[f"{name}_hvp_s"] = min(row.get(f"{name}_hvp_s", math.inf), t_h)
+        rows.append(row)
+    peak = max(peak, matmul_gflops())
+    print(f"spin_glass(p={p},n={n}): chain order (before) against matmul order (after), timed alternately, "
+          f"best of {rounds} x {repeats}; dense float32 matmul {peak:.1f} GFLOP/s (2048^3, the better of before "
+          "and after the rows).")
+    print()
+    print("| seeds | gradient ms: chain | matmul | GFLOP/s (% of matmul): chain | matmul | HVP ms: chain | matmul "
+          "| HVP / gradient: chain | matmul | gradient speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        s = r["seeds"]
+        for name, threshold in orders.items():
+            r[f"{name}_gflops"] = field_flops(p, n, threshold) * s / r[f"{name}_grad_s"] / 1e9
+        r["peak_gflops"] = peak
+        print(f"| {s} | {1e3 * r['chain_grad_s']:.3g} | {1e3 * r['matmul_grad_s']:.3g} "
+              f"| {r['chain_gflops']:.1f} ({100 * r['chain_gflops'] / peak:.0f}%) "
+              f"| {r['matmul_gflops']:.1f} ({100 * r['matmul_gflops'] / peak:.0f}%) "
+              f"| {1e3 * r['chain_hvp_s']:.3g} | {1e3 * r['matmul_hvp_s']:.3g} "
+              f"| {r['chain_hvp_s'] / r['chain_grad_s']:.2f} | {r['matmul_hvp_s'] / r['matmul_grad_s']:.2f} "
+              f"| {r['chain_grad_s'] / r['matmul_grad_s']:.2f}x |")
+    return rows
+
+
+if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-glass-roofline [chain | compare]
     import sys
 
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "spin-glass-compile":
         spin_glass_compile()
-    elif what == "spin-glass-roofline":
-        spin_glass_roofline()
+    elif what == "spin-glass-roofline" and len(sys.argv) <= 3:
+        print(machine_line())
+        if sys.argv[2:] == ["compare"]:
+            spin_glass_roofline_compare()
+        else:
+            spin_glass_roofline(order=sys.argv[2] if len(sys.argv) > 2 else "default")
     else:
-        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-roofline")
+        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-roofline [chain | compare]")

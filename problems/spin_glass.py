@@ -11,8 +11,9 @@ s = sqrt(N) w/|w|, which leaves it scale-invariant in w (its gradient is tangent
 through w); ``retract(w) = w/|w|`` projects back onto the unit sphere, where the iterates live
 (``init`` draws on it and the runner retracts after every step). H depends only on the
 symmetric part of J, so the coupling tensor is symmetrized (averaged over the p! index
-permutations) once at construction; then the local field v = T.s^{p-1} (p-1 successive
-contractions) gives both H = v.s and its gradient p v in one pass over the tensor.
+permutations) once at construction; then the local field v = T.s^{p-1} (``local_field``: p-1
+successive contractions for small tensors, one matmul of T by s (x) s for large ones, which keeps
+vmapped batches at the matmul rate) gives both H = v.s and its gradient p v in one pass over the tensor.
 
 Riemannian second order. Write F(w) = H(sqrt(N) w)/N for the energy per spin on R^N and
 f_c(w) = F(w/|w|) for the chart. On the unit sphere the chart's gradient g = P grad F(w),
@@ -139,6 +140,7 @@ MAX_COUPLING_ENTRIES = 200_000_000  # n**p float32 entries (800 MB); refuse beyo
 P2_TARGET_TOLERANCE = 1e-3  # per spin, above the exact p = 2 ground state
 BEST_KNOWN_TAU = 0.02  # relative tolerance of the target above a best known value (module doc)
 RANDOM_START_ENERGY = 0.0  # f_0 = E[H/N] at a uniform random point on the sphere (module doc)
+FIELD_GEMM_MIN_ENTRIES = 16384  # n**(p-1) from which the local field is one matmul by s (x) s (local_field)
 
 
 def threshold_energy(p: int) -> float:
@@ -219,21 +221,72 @@ def symmetrize(j: np.ndarray) -> np.ndarray:
     return out
 
 
-def _energy(tensor):
-    """E(s) = sum T_{i1..ip} s_i1...s_ip for a symmetric T, with its gradient p T.s^{p-1}.
+def local_field(tensor, gemm_min_entries: int | None = None):
+    """``s -> T.s^{p-1}`` (the local field v_i = sum T_{i i2..ip} s_i2...s_ip) of a symmetric T.
 
-    The custom JVP computes the local field v = T.s^{p-1} once (p-1 matrix-vector products,
-    O(n^p)) and returns E = v.s and dE = p v.ds, so a gradient costs one pass over T instead of
-    the two that reverse-mode differentiation of the contraction chain would take; it is exact
-    because T is symmetric. Hessian-vector products differentiate v by ordinary autodiff.
+    Two contraction orders, the same numbers to float32 rounding:
+
+    * chain (p = 2, and small tensors): p - 1 successive matrix-vector products,
+      ((T s) s) ... . Under ``vmap`` over S points the first is one (n^{p-1} x n) by (n x S) matmul
+      and the next ones are batched matrix-vector products that read its (n^{p-1} x S) output
+      once, at 2 flops per 4-byte float: memory-bound, and slow once that intermediate leaves the
+      cache (at n = 200, p = 3 it is 160 KB per point, 41 MB at 256 points; docs/PERFORMANCE.md).
+    * GEMM (``n^{p-1} >= gemm_min_entries``, default ``FIELD_GEMM_MIN_ENTRIES``): the outer
+      product s (x) s (n^2 numbers) first, then T as an (n^{p-2} x n^2) matrix times it:
+      p = 3: v = T_(n x n^2) (s (x) s); p = 4: v = (T_(n^2 x n^2) (s (x) s))_(n x n) s. Under
+      ``vmap`` the dominant contraction is one matmul of T by the (n^2 x S) outer products, which
+      the matmul streams through in cache-sized blocks; no matmul output of size n^{p-1} S is read
+      back by a memory-bound product (p = 4: the (n^2 x S) one is, n times smaller). At n = 200,
+      p = 3 the gradient is 1.1-2.7x faster than the chain from 16 to 1024 points, the most under
+      load (docs/PERFORMANCE.md). Its forward-mode derivative (HVPs) is one more such matmul, T by
+      s (x) ds + ds (x) s: two passes over T per HVP, against the chain's three.
+
+    Flops per point (``field_flops``): chain 2 (n^p + ... + n^2); GEMM n^2 + 2 n^p (+ 2 n^2 for
+    p = 4). Small tensors keep the chain: it is as fast or faster there (no outer product; p = 3,
+    n = 30, 200 points: 0.56 vs 0.78 ms per gradient), and every size that the quick suite, the
+    tests, the census and the reproductions run (p = 3 up to n = 100, p = 4 up to n = 12) keeps
+    the numbers it always had, bit for bit. The switch, at 64 KB of chain intermediate per point
+    (p = 3: n >= 128; p = 4: n >= 26), is a function of (p, n) alone, so a cell's numbers stay a
+    function of its spec. The two orders agree to float32 rounding
+    (tests/problems/test_spin_glass_field.py).
     """
-    p = tensor.ndim
+    p, n = tensor.ndim, tensor.shape[0]
+    threshold = FIELD_GEMM_MIN_ENTRIES if gemm_min_entries is None else gemm_min_entries
+    gemm = p > 2 and n ** (p - 1) >= threshold
 
     def field(s):
         x = tensor.astype(s.dtype)
-        for _ in range(p - 1):
-            x = x @ s
-        return x
+        if not gemm:
+            for _ in range(p - 1):
+                x = x @ s
+            return x
+        ss = jnp.outer(s, s).reshape(n * n)
+        if p == 3:
+            return x.reshape(n, n * n) @ ss
+        return (x.reshape(n * n, n * n) @ ss).reshape(n, n) @ s
+
+    return field
+
+
+def field_flops(p: int, n: int, gemm_min_entries: int | None = None) -> int:
+    """Flops of one ``local_field`` evaluation as the program computes them: 2 per multiply-add of
+    a matrix product, 1 per product of the outer product s (x) s (XLA's ``cost_analysis`` counts)."""
+    threshold = FIELD_GEMM_MIN_ENTRIES if gemm_min_entries is None else gemm_min_entries
+    if p == 2 or n ** (p - 1) < threshold:
+        return sum(2 * n ** (p - k + 1) for k in range(1, p))
+    return n * n + 2 * n**p + (2 * n * n if p == 4 else 0)
+
+
+def _energy(tensor, gemm_min_entries: int | None = None):
+    """E(s) = sum T_{i1..ip} s_i1...s_ip for a symmetric T, with its gradient p T.s^{p-1}.
+
+    The custom JVP computes the local field v = T.s^{p-1} once (``local_field``: O(n^p)) and
+    returns E = v.s and dE = p v.ds, so a gradient costs one pass over T instead of the two that
+    reverse-mode differentiation of the contraction chain would take; it is exact because T is
+    symmetric. Hessian-vector products differentiate v by ordinary autodiff.
+    """
+    p = tensor.ndim
+    field = local_field(tensor, gemm_min_entries)
 
     @jax.custom_jvp
     def energy(s):
