@@ -72,8 +72,11 @@ CHUNK = 2000  # steps per lax.scan; a run is a loop over chunks, their number an
 # compiled at LLVM optimization level 0 with XLA's classic CPU emitters they compile about 3x faster
 # (cubic regularization's: 1.2 s against 5.2 s) and run 2-3x slower, which most of them, done in
 # milliseconds, do not feel. This file's CPU time: 187 s against 256 s (2-core x86, jax 0.10.2).
+# Except where the run outweighs the compile: negative-curvature descent's 20000-step Rosenbrock run and
+# Neon2's and Natasha2's inner loops; at XLA's defaults their tests take 37 s instead of 54 s.
 FAST_COMPILE = ({"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
                 if jax.default_backend() == "cpu" else {})
+RUN_BOUND = {"nc_descent", "natasha2", "neon2_sgd"}
 
 
 # ----------------------------------------------------------------------------- problems
@@ -228,7 +231,8 @@ def _program(name: str, program: str) -> Compiled:
         return {"x": x, "gap": fns.gap(x, coef), "tail_gap": tail / (steps - tail_from),
                 "counts": optimizers.oracle_counts(state)}
 
-    return Compiled(jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)), compiler_options=FAST_COMPILE), dtypes)
+    options = None if name in RUN_BOUND else FAST_COMPILE
+    return Compiled(jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)), compiler_options=options), dtypes)
 
 
 def _np(tree):
