@@ -74,10 +74,7 @@ import pyarrow.parquet as pq
 # the classics, noise methods and L-BFGS move); saddle-free Newton's damping line search (6 values a
 # step); the device provenance column; sample_loss for the sub-sampled methods. (Newton-CG's solve on
 # b / 2^e changes no bits where the old one neither overflowed nor underflowed.)
-# 8: the program is one vmap over (point, seed) lanes instead of a vmap of vmaps (half the tracing
-# time): XLA batches some contractions differently, so logged values of problems with a data set can
-# move by float32 round-off (noisy SGD on relu_teacher(k=2): 1 of 10 losses by 4e-7 relative). The
-# spin glass's local field is one matmul by s (x) s from n^(p-1) >= 16384 on (the full suite's
+# 8: the spin glass's local field is one matmul by s (x) s from n^(p-1) >= 16384 on (the full suite's
 # p = 3, n = 300 and p = 4, n = 60 cells: float32 round-off; smaller ones keep their bits).
 SCHEMA_VERSION = 8
 

@@ -5,9 +5,7 @@ Krylov and cubic methods on deterministic, stochastic and spherical problems, SH
 the ``loss`` and ``grad_norm`` columns, every run's ``hit_step`` and final loss, as computed by
 the runner before the architecture refactor (commit 595d018, jax 0.10.2 on x86 CPU); the spin-glass
 cell was re-pinned when its loss became the tangent pullback (a change of numbers, schema 3:
-values bitwise equal, gradients and so the trajectory equal to float32 round-off), and the noisy-SGD
-cell's two digests when the program became one vmap over lanes (schema 8: 1 of its 10 logged losses
-moved by 4e-7 relative, 3 gradient norms by at most 8e-8; hit steps and final losses the same bits). On that
+values bitwise equal, gradients and so the trajectory equal to float32 round-off). On that
 jax/jaxlib version and backend the bits must be identical; on another one XLA may round
 differently, so there the final losses are compared to float32 round-off (1e-5 relative) only.
 """
