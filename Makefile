@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 SUITE ?= quick
 # `make bench SUITE=full JAX_PLATFORMS=cuda` on a GPU machine (README: Running on a GPU); tests stay on the CPU.
 JAX_PLATFORMS ?= cpu
+# seconds before a cell's worker is killed and the cell recorded as failed (the full suite's cells need more)
+CELL_TIMEOUT ?= 240
 # pytest workers: JAX compiles dominate the tests and parallelize across processes; worksteal
 # rebalances the uneven tail (one test of 37 s, most under 1 s).
 TEST_WORKERS ?= 2
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench run --suite $(SUITE) --cell-timeout 240
+	JAX_PLATFORMS=$(JAX_PLATFORMS) $(PY) -m bench run --suite $(SUITE) --cell-timeout $(CELL_TIMEOUT)
 	$(PY) -m bench report --suite $(SUITE)
 
 # The landscape diagnostics on top of `make bench`'s store: saddle-escape sweeps, the spin-glass
