@@ -62,6 +62,9 @@ class Refuses(Executor):
         raise AssertionError(f"{len(tasks)} stored cells were scheduled again")
 
 
+# Ray starts its processes with subprocess (fork then exec at once, no JAX thread runs in the child):
+# Python's warning about forking a multithreaded process does not apply.
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 def test_ray_executor_on_a_local_cluster(cluster, tmp_path):
     """The phases share the cluster's two workers: the ones that kill a worker come last."""
     assert cluster["CPU"] == 2 and "GPU" not in cluster
