@@ -37,6 +37,7 @@ import optax.contrib
 from optimizers.base import Range, refuse_complex, register
 
 _LR = Range(1e-4, 1.0)
+_B1 = Range(0.5, 0.99, log=False)  # the first-moment decay of the Adam family (and Muon's beta)
 
 
 def sgd(learning_rate=0.249):
@@ -235,13 +236,13 @@ def register_modern():
     decay = Range(0.0, 0.1, log=False)
     register("adamw", adamw, {"learning_rate": _LR, "weight_decay": decay},
              reference="Loshchilov and Hutter 2019 (optax.adamw)", **alias)
-    register("nadam", nadam, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("nadam", nadam, {"learning_rate": _LR, "b1": _B1},
              reference="Dozat 2016 (optax.nadam)", **alias)
-    register("radam", radam, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("radam", radam, {"learning_rate": _LR, "b1": _B1},
              reference="Liu et al. 2020, arXiv:1908.03265 (optax.radam)", **alias)
-    register("amsgrad", amsgrad, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("amsgrad", amsgrad, {"learning_rate": _LR, "b1": _B1},
              reference="Reddi, Kale and Kumar 2018 (optax.amsgrad)", **alias)
-    register("adabelief", adabelief, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("adabelief", adabelief, {"learning_rate": _LR, "b1": _B1},
              reference="Zhuang et al. 2020, arXiv:2010.07468 (optax.adabelief)", **alias)
     register("lion", lion, {"learning_rate": Range(1e-5, 1e-1), "weight_decay": decay},
              reference="Chen et al. 2023, arXiv:2302.06675 (optax.lion)", **alias)
@@ -249,11 +250,11 @@ def register_modern():
     wrapped = {"family": "first-order"}
     register("adafactor", adafactor, {"learning_rate": _LR, "decay_rate": Range(0.5, 1.0, log=False)},
              static=("min_dim_size_to_factor",), reference="Shazeer and Stern 2018 (optax.adafactor)", **wrapped)
-    register("schedule_free_adamw", schedule_free_adamw, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("schedule_free_adamw", schedule_free_adamw, {"learning_rate": _LR, "b1": _B1},
              reference="Defazio et al. 2024, arXiv:2405.15682 (optax.contrib.schedule_free_adamw)", **alias)
-    register("prodigy", prodigy, {"learning_rate": Range(0.1, 10.0), "b1": Range(0.5, 0.99, log=False)},
+    register("prodigy", prodigy, {"learning_rate": Range(0.1, 10.0), "b1": _B1},
              reference="Mishchenko and Defazio 2024, arXiv:2306.06101 (optax.contrib.prodigy)", **wrapped)
-    register("muon", muon, {"learning_rate": _LR, "beta": Range(0.5, 0.99, log=False)}, static=("ns_steps",),
+    register("muon", muon, {"learning_rate": _LR, "beta": _B1}, static=("ns_steps",),
              reference="Jordan et al. 2024, kellerjordan.github.io/posts/muon (optax.contrib.muon)", **alias)
 
 
@@ -264,7 +265,7 @@ def register_all():
              reference="Polyak 1964", **classic)
     register("nesterov", nesterov, {"learning_rate": _LR, "momentum": Range(0.5, 0.999, log=False)},
              reference="Nesterov 1983; Sutskever et al. 2013", **classic)
-    register("adam", adam, {"learning_rate": _LR, "b1": Range(0.5, 0.99, log=False)},
+    register("adam", adam, {"learning_rate": _LR, "b1": _B1},
              reference="Kingma and Ba 2015", **classic)
     register("rmsprop", rmsprop, {"learning_rate": _LR, "decay": Range(0.5, 0.999, log=False)},
              reference="Tieleman and Hinton 2012", **classic)

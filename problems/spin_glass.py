@@ -301,14 +301,19 @@ def _energy(tensor, gemm_min_entries: int | None = None):
     return energy
 
 
+def _check_args(name: str, p: int, n: int, instance: int) -> None:
+    """One clear error for a degree, size or instance out of range."""
+    if p not in (2, 3, 4):
+        raise ValueError(f"{name}: p must be 2, 3 or 4, got {p}")
+    if n < 2:
+        raise ValueError(f"{name}: n must be >= 2, got {n}")
+    if instance < 0:
+        raise ValueError(f"{name}: instance must be >= 0, got {instance}")
+
+
 def spin_glass(p: int = 3, n: int = 100, instance: int = 0):
     """Spherical p-spin glass, energy per spin H(s)/N in the chart s = sqrt(N) w/|w|, |w| = 1."""
-    if p not in (2, 3, 4):
-        raise ValueError(f"spin_glass: p must be 2, 3 or 4, got {p}")
-    if n < 2:
-        raise ValueError(f"spin_glass: n must be >= 2, got {n}")
-    if instance < 0:
-        raise ValueError(f"spin_glass: instance must be >= 0, got {instance}")
+    _check_args("spin_glass", p, n, instance)
     if n**p > MAX_COUPLING_ENTRIES:
         raise ValueError(
             f"spin_glass: n**p = {n}**{p} = {n**p:.3g} coupling entries exceeds the limit "
@@ -499,12 +504,7 @@ def spin_glass_generated(p: int = 3, n: int = 100, instance: int = 0):
     limited by time, not memory. Another random stream than ``spin_glass``'s numpy couplings, so its
     instances are other instances (and ``best_known.json`` does not apply to them).
     """
-    if p not in (2, 3, 4):
-        raise ValueError(f"spin_glass_generated: p must be 2, 3 or 4, got {p}")
-    if n < 2:
-        raise ValueError(f"spin_glass_generated: n must be >= 2, got {n}")
-    if instance < 0:
-        raise ValueError(f"spin_glass_generated: instance must be >= 0, got {instance}")
+    _check_args("spin_glass_generated", p, n, instance)
     if n**2 > MAX_COUPLING_ENTRIES:
         raise ValueError(f"spin_glass_generated: a slab of n**2 = {n**2:.3g} entries exceeds the limit "
                          f"{MAX_COUPLING_ENTRIES:.0e} (memory); use a smaller n")
