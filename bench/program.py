@@ -221,7 +221,9 @@ def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraAr
     from the optimizer's ``CachedValueGrad`` where ``reuses_cache(problem)``; counted in
     ``track.spent`` only when computed), the target (``target``, exact values only) and
     divergence checks, ``tx.update`` and the (retracted) new point. ``axis_name``: the ``vmap``
-    axes the step runs under (the program's "hp" and "seeds"), None for a single run.
+    axes the step runs under (the program's "hp" and "seeds"), None for a single run; ``tx.update``
+    gets it as the extra argument ``axis_name``, for branches chosen per batch
+    (``optimizers.batch_cond``).
     """
     exact_values = not problem.stochastic
     reuse = reuses_cache(problem)
@@ -242,7 +244,8 @@ def make_step(problem: problems.Problem, tx: optax.GradientTransformationExtraAr
             track = track.hit(value, target, t, counts(state, track))
         track = track.diverge(~jnp.isfinite(value) | (value > track.blowup), t)
         track = track._replace(spent=track.spent + spent)
-        updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt, **extra)
+        updates, state = tx.update(grads, state, params, value=value, value_fn=value_fn, key=k_opt,
+                                   axis_name=axis_name, **extra)
         params = problem.retract(optax.apply_updates(params, updates))
         return params, state, track
 

@@ -76,7 +76,11 @@ import pyarrow.parquet as pq
 # b / 2^e changes no bits where the old one neither overflowed nor underflowed.)
 # 8: the spin glass's local field is one matmul by s (x) s from n^(p-1) >= 16384 on (the full suite's
 # p = 3, n = 300 and p = 4, n = 60 cells: float32 round-off; smaller ones keep their bits).
-SCHEMA_VERSION = 8
+# 9: the optimizers' branches are chosen per batch (``optimizers.batch_cond``: negative-curvature
+# descent, stochastic cubic regularization, Sophia, SGD + Neon2, Natasha2): a branch no run takes is
+# not computed, and XLA compiles the branches apart, so runs that take one may round differently
+# (float32 round-off from the first step that takes it; chaotic problems amplify it).
+SCHEMA_VERSION = 9
 
 PROVENANCE_COLUMNS = [
     "jax_version", "jaxlib_version", "optax_version", "flax_version", "backend", "device_kind",

@@ -33,6 +33,7 @@ from optimizers.base import (
     OracleCounts,
     Range,
     Spec,
+    batch_cond,
     cached_value_and_grad,
     check_hparams,
     get,
@@ -201,8 +202,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CachedValueGrad", "OracleCounts", "Range", "Spec", "cached_value_and_grad", "check_hparams", "get", "names",
-    "oracle_counts", "register", "set_hparams", "spec",
+    "CachedValueGrad", "OracleCounts", "Range", "Spec", "batch_cond", "cached_value_and_grad", "check_hparams", "get",
+    "names", "oracle_counts", "register", "set_hparams", "spec",
     # optimizers, one per registered name
     "adagrad", "adam", "cubic_reg", "lbfgs", "momentum", "nc_descent", "nesterov", "newton", "noisy_sgd",
     "perturbed_gd", "rmsprop", "saddle_free_newton", "sgd", "sphere_noise_sgd", "stochastic_cubic",

@@ -6,9 +6,11 @@ arrays: a sweep over learning rates changes data, not the program. Hyperparamete
 shapes or Python control flow (a Krylov dimension, a memory size) are declared ``static`` and
 are baked into the program.
 
-The runner always calls ``tx.update(grads, state, params, value=..., value_fn=..., key=...)``:
-``value`` is the mini-batch loss at ``params``, ``value_fn`` that same mini-batch loss as a
-function (for line searches and Hessian-vector products), ``key`` a per-step PRNG key.
+The runner always calls ``tx.update(grads, state, params, value=..., value_fn=..., key=...,
+axis_name=...)``: ``value`` is the mini-batch loss at ``params``, ``value_fn`` that same mini-batch
+loss as a function (for line searches and Hessian-vector products), ``key`` a per-step PRNG key,
+``axis_name`` the names of the ``vmap`` axes the runs are batched over (for ``batch_cond``; None
+for a single run; optimizers that do not branch ignore it).
 
 The contract for any caller (a user's own training loop as much as the runner): ``value_fn``
 is the loss of the same batch as ``grads``, and deterministic (the same value for the same
@@ -54,8 +56,9 @@ class OracleCounts(NamedTuple):
       fixed-length loop (``fori_loop``/``scan``) counts every iteration, since every one runs.
       Branches (``lax.cond``) count the branch taken.
     * One run, not the batch: under ``vmap`` a batched ``while_loop`` runs until its last lane
-      stops and a ``lax.cond`` with a batched predicate evaluates both branches (as a select),
-      so the hardware does more work than is counted; the counts are the algorithm's own oracle
+      stops and a ``lax.cond`` with a batched predicate evaluates both branches (as a select;
+      ``batch_cond`` skips a branch no run of the batch takes), so the hardware may do more
+      work than is counted; the counts are the algorithm's own oracle
       complexity for each run, independent of how runs are batched.
     * Values and gradients an optimizer already has at the point it returns (a line search's
       accepted point, a rejected trial step) go in a ``CachedValueGrad``: where the runner can
@@ -155,6 +158,40 @@ def cached_value_and_grad(state: Any) -> CachedValueGrad | None:
     if len(found) > 1:
         raise ValueError(f"cached_value_and_grad: {len(found)} CachedValueGrad in the state; at most one is allowed")
     return found[0] if found else None
+
+
+def batch_cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any,
+               axis_name: str | tuple[str, ...] | None = None) -> Any:
+    """``lax.cond(pred, true_fn, false_fn, *operands)`` that does not compute an unused branch for a batch.
+
+    Under ``vmap`` a ``lax.cond`` with a batched predicate becomes a select: both branches run for
+    every run of the batch, so a branch no run takes (negative-curvature descent's Lanczos search
+    while every gradient is large) costs the whole batch its HVPs at every step. With the names of
+    the ``vmap`` axes the update runs under (``axis_name``: the runner passes its axes as the
+    update's extra argument of that name, ``bench.program.make_step``) each branch is a real
+    ``lax.cond`` of its own, taken when some run of the batch needs it (a ``psum`` of the
+    predicate over the axes, unbatched): ``true_fn`` runs if any run takes it, ``false_fn`` if any
+    run does not, and each run keeps its own branch's result. Every run gets the result of its own
+    branch, as with ``lax.cond``; only the work skipped differs (and, compiled apart, a branch may
+    round differently). Without ``axis_name`` (one run, or a caller's own ``vmap``) it is
+    ``lax.cond``.
+
+    The branches must be callables of ``operands`` returning the same pytree of arrays (as for
+    ``lax.cond``).
+    """
+    if axis_name is None:
+        return jax.lax.cond(pred, true_fn, false_fn, *operands)
+    pred = jnp.asarray(pred, bool)
+    n_true = jax.lax.psum(pred.astype(jnp.int32), axis_name)
+    n_runs = jax.lax.psum(jnp.ones([], jnp.int32), axis_name)
+    shapes = jax.eval_shape(true_fn, *operands)
+
+    def unused(*_):
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    t = jax.lax.cond(n_true > 0, true_fn, unused, *operands)
+    f = jax.lax.cond(n_true < n_runs, false_fn, unused, *operands)
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), t, f)
 
 
 def refuse_complex(optimizer: str, params: Any) -> None:

@@ -115,9 +115,11 @@ def scale_by_lbfgs(*, memory_size: int, max_linesearch_steps: int, slope_rtol: f
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, grad=None, key=None,
                   **extra_args):
         del key  # L-BFGS is deterministic
-        # the runner's extra arguments for other optimizers (the sub-sampled methods' finite sum) are not
-        # keyword arguments of value_fn, which optax's line search would pass them to
+        # the runner's extra arguments for other optimizers (the sub-sampled methods' finite sum, the batch
+        # axes of batch_cond) are not keyword arguments of value_fn, which optax's line search would pass
+        # them to
         extra_args.pop("sample_loss", None)
+        extra_args.pop("axis_name", None)
         require_update_args("lbfgs", "its line search evaluates value_fn", params=params, value=value,
                             value_fn=value_fn)
         grad = updates if grad is None else grad

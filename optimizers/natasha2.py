@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.base import OracleCounts, batch_cond, refuse_complex, require_update_args, warn_no_key
 from optimizers.linalg import working_dtype
 from optimizers.neon2 import curvature_step, flat_grad_fn, neon2_search, search_bookkeeping
 
@@ -72,7 +72,7 @@ def scale_by_natasha2(*, learning_rate, grad_threshold, delta, neon_lr, sigma, r
         z = jnp.zeros([], jnp.int32)
         return Natasha2State(jnp.zeros([], bool), z, z, OracleCounts.zeros())
 
-    def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra):
+    def update_fn(updates, state, params=None, *, value_fn=None, key=None, axis_name=None, **extra):
         del extra
         require_update_args("natasha2", "Neon2's gradient differences and its inner gradient steps",
                             params=params, value_fn=value_fn)
@@ -109,14 +109,14 @@ def scale_by_natasha2(*, learning_rate, grad_threshold, delta, neon_lr, sigma, r
         def do_search():
             res = neon2_search(grad_fn, x, g, k_xi, neon_lr, sigma, radius, t_max)
             nc = curvature_step(res, k_sign, reg, hessian_lipschitz, dtype)
-            step = jax.lax.cond(res.found, lambda: nc, proximal)
+            step = batch_cond(res.found, lambda: nc, proximal, axis_name=axis_name)
             grads = res.iterations + jnp.where(res.found, 0, n_inner - 1)
             return step, res.found, grads
 
         def no_search():
             return proximal(), jnp.zeros([], bool), jnp.full([], n_inner - 1, jnp.int32)
 
-        step, found, grads = jax.lax.cond(search, do_search, no_search)
+        step, found, grads = batch_cond(search, do_search, no_search, axis_name=axis_name)
         new_state = Natasha2State(**search_bookkeeping(state, small, search, found, grads))
         return unravel(step.astype(x.dtype)), new_state
 

@@ -37,10 +37,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.base import OracleCounts, batch_cond, refuse_complex, require_update_args, warn_no_key
 from optimizers.linalg import extreme_eigs, flat_hvp, working_dtype
 
 
@@ -72,8 +71,9 @@ def scale_by_nc_descent(
 
     Oracle cost per step: when ``|g| <= grad_threshold`` one HVP per Lanczos step run
     (``k``, or fewer if the Krylov space is invariant first, e.g. ``n < k``), else 0.
-    The branch is a ``lax.cond``: on its own only the taken branch runs; under ``vmap`` both
-    run but the count stays per problem, independent of batching.
+    The branch is a ``batch_cond``: on its own only the taken branch runs; under the runner's
+    ``vmap`` (``axis_name``) the search runs when some run of the batch needs it, and the count
+    stays per run, independent of batching.
     """
     k = int(k)
 
@@ -81,7 +81,7 @@ def scale_by_nc_descent(
         refuse_complex("nc_descent", params)
         return NcDescentState(jnp.zeros([], jnp.int32), OracleCounts.zeros())
 
-    def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra_args):
+    def update_fn(updates, state, params=None, *, value_fn=None, key=None, axis_name=None, **extra_args):
         del extra_args
         require_update_args("nc_descent", "Hessian-vector products of the loss", params=params, value_fn=value_fn)
         g, unravel = ravel_pytree(updates)
@@ -109,7 +109,7 @@ def scale_by_nc_descent(
             return grad_step, jnp.int32(0)
 
         small = jnp.linalg.norm(g) <= jnp.asarray(grad_threshold, dtype)
-        step, hvps = lax.cond(small, curvature, gradient, None)
+        step, hvps = batch_cond(small, curvature, gradient, None, axis_name=axis_name)
         new_state = NcDescentState(state.step + 1, state.counts.add(hvps=hvps))
         return unravel(step.astype(dtype)), new_state
 

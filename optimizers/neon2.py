@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.base import OracleCounts, batch_cond, refuse_complex, require_update_args, warn_no_key
 from optimizers.linalg import working_dtype
 
 
@@ -158,7 +158,7 @@ def scale_by_neon2_sgd(*, learning_rate, grad_threshold, delta, neon_lr, sigma, 
         z = jnp.zeros([], jnp.int32)
         return Neon2SGDState(jnp.zeros([], bool), z, z, OracleCounts.zeros())
 
-    def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra):
+    def update_fn(updates, state, params=None, *, value_fn=None, key=None, axis_name=None, **extra):
         del extra
         require_update_args("neon2_sgd", "Neon2's gradient differences", params=params, value_fn=value_fn)
         if key is None:
@@ -182,7 +182,7 @@ def scale_by_neon2_sgd(*, learning_rate, grad_threshold, delta, neon_lr, sigma, 
         def no_search():
             return sgd, jnp.zeros([], bool), jnp.zeros([], jnp.int32)
 
-        step, found, iters = jax.lax.cond(search, do_search, no_search)
+        step, found, iters = batch_cond(search, do_search, no_search, axis_name=axis_name)
         new_state = Neon2SGDState(**search_bookkeeping(state, small, search, found, iters))
         return unravel(step.astype(x.dtype)), new_state
 

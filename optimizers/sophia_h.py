@@ -15,7 +15,7 @@ probes where the paper's Sophia-H uses Gaussian ones; both are unbiased, Rademac
 variance), restated here for two reasons: the Hessian-diagonal estimate draws its probe from the
 per-step ``key`` and counts its HVP (``optimizers.hutchinson.scale_by_hutchinson_diagonal``;
 optax's estimator splits a key fixed at construction, so every run would see the same probes),
-and h keeps its dtype in both branches of the every-k-steps ``lax.cond`` (optax's branch returns
+and h keeps its dtype in both branches of the every-k-steps ``batch_cond`` (optax's branch returns
 float32 h for 16-bit params under float32 hyperparameters, and the cond fails on the mismatch).
 
 Oracle cost: one HVP on every ``update_interval``-th update (the first included), counted when
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optimizers.base import refuse_complex
+from optimizers.base import batch_cond, refuse_complex
 from optimizers.hutchinson import scale_by_hutchinson_diagonal
 
 
@@ -70,8 +70,9 @@ def scale_by_sophia(*, b1, b2, eps, gamma, clip_threshold, update_interval: int
             new = optax.tree.update_moment(diag, nu, b2, 1)
             return h_state, jax.tree.map(lambda a, b: a.astype(b.dtype), new, nu)
 
-        h_state, nu = jax.lax.cond(state.count % update_interval == 0, refresh, lambda h, n: (h, n),
-                                   state.hessian_fn_state, state.nu)
+        # every run of a batch refreshes on the same steps: batch_cond runs the HVP only on those
+        h_state, nu = batch_cond(state.count % update_interval == 0, refresh, lambda h, n: (h, n),
+                                 state.hessian_fn_state, state.nu, axis_name=extra_args.get("axis_name"))
         mu = jax.tree.map(lambda a, b: a.astype(b.dtype), mu, state.mu)
         return step, SophiaState(count, mu, nu, h_state)
 

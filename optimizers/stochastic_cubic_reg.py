@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optimizers.base import OracleCounts, refuse_complex, require_update_args, warn_no_key
+from optimizers.base import OracleCounts, batch_cond, refuse_complex, require_update_args, warn_no_key
 from optimizers.linalg import flat_hvp, working_dtype
 from optimizers.noise import sample_sphere
 
@@ -124,7 +124,7 @@ def scale_by_stochastic_cubic(
             counts=OracleCounts.zeros(),
         )
 
-    def update_fn(updates, state, params=None, *, value_fn=None, key=None, **extra):
+    def update_fn(updates, state, params=None, *, value_fn=None, key=None, axis_name=None, **extra):
         del extra
         require_update_args("stochastic_cubic", "mini-batch Hessian-vector products", params=params,
                             value_fn=value_fn)
@@ -174,7 +174,7 @@ def scale_by_stochastic_cubic(
             return D, BD, jnp.asarray(T_sub, jnp.int32)
 
         use_cauchy = gnorm >= L * L / r
-        D, BD, hv = jax.lax.cond(use_cauchy, cauchy, subsolver, None)
+        D, BD, hv = batch_cond(use_cauchy, cauchy, subsolver, None, axis_name=axis_name)
         Dn = jnp.linalg.norm(D)
         dm = g @ D + 0.5 * (D @ BD) + r / 6.0 * Dn**3
 
@@ -198,15 +198,15 @@ def scale_by_stochastic_cubic(
 
         small = ~(dm < -jnp.sqrt(e**3 / r) / 100.0)  # NaN model -> final solver too
         if T_final > 0:
-            D_out, BD_out, hv_final = jax.lax.cond(small, final, keep, None)
+            D_out, BD_out, hv_final = batch_cond(small, final, keep, None, axis_name=axis_name)
         else:
             D_out, BD_out, hv_final = D, BD, jnp.zeros([], jnp.int32)
         # the safeguard: D must not increase the model (beyond the round-off of its terms)
         terms = jnp.stack([g @ D_out, 0.5 * (D_out @ BD_out), r / 6.0 * jnp.linalg.norm(D_out) ** 3])
         m_out = jnp.sum(terms)
         bad = ~jnp.isfinite(m_out) | (m_out > 8.0 * jnp.finfo(dtype).eps * jnp.sum(jnp.abs(terms)))
-        D_out, hv_guard = jax.lax.cond(bad, lambda d: cauchy(None)[::2], lambda d: (d, jnp.zeros([], jnp.int32)),
-                                       D_out)
+        D_out, hv_guard = batch_cond(bad, lambda d: cauchy(None)[::2], lambda d: (d, jnp.zeros([], jnp.int32)),
+                                     D_out, axis_name=axis_name)
         branch = jnp.where(small & (T_final > 0), BRANCH_FINAL,
                            jnp.where(use_cauchy, BRANCH_CAUCHY, BRANCH_SUBSOLVER))
         branch = jnp.where(bad, BRANCH_FALLBACK, branch).astype(jnp.int32)
