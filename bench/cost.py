@@ -52,8 +52,12 @@ def _flops(fn, *args) -> float:
 def weights(problem_name: str) -> Weights:
     """The oracle weights of a problem (by canonical name), from the flops of its lowered oracles."""
     p = problems.get(problem_name)
-    x = p.init(jax.random.key(0))
-    key = jax.random.key(1)
+    # the oracles are lowered at the shapes and dtypes of a start point and a key, not their values
+    # (tracing only: computing an init compiled and ran it, most of the weights' time)
+    try:
+        x, key = jax.eval_shape(lambda: (p.init(jax.random.key(0)), jax.random.key(1)))
+    except Exception:  # an init that needs concrete values (a plug-in's own code): computed
+        x, key = p.init(jax.random.key(0)), jax.random.key(1)
 
     def value(x, key):
         return p.loss(x, key)

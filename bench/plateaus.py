@@ -67,6 +67,9 @@ FIRST_PLATEAU_INDEX = "first_plateau_index"  # the first episode's (NaN: no plat
 FIRST_PLATEAU_LAMBDA_MIN = "first_plateau_lambda_min"  # lowest lambda_min over the first episode's logged steps
 
 RUN_KEYS = [schema.PROBLEM, schema.OPTIMIZER, schema.HP_INDEX, schema.SEED]
+# the columns plateau_runs reads (besides the hp_<name> ones, which it carries over)
+COLUMNS = [*RUN_KEYS, schema.STEP, schema.LOSS, schema.GRAD_NORM, schema.TUNING, schema.HIT_STEP, schema.STEPS,
+           schema.HESSIAN_INDEX, schema.LAMBDA_MIN, schema.F_REF, schema.F_TARGET]
 
 
 def flat_intervals(t, f, g, f_ref: float, f_target: float, rtol: float = RTOL, gtol: float = GTOL) -> np.ndarray:

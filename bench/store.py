@@ -307,6 +307,14 @@ def _version(top: str) -> str | None:
     return None
 
 
+@functools.cache
+def _data_files(path: pathlib.Path) -> tuple[pathlib.Path, ...]:
+    """The package data files beside ``path`` (not Python) whose names its source contains."""
+    source = path.read_text(errors="replace")
+    return tuple(data for data in sorted(path.parent.iterdir())
+                 if data.suffix not in (".py", ".pyc") and data.is_file() and data.name in source)
+
+
 def _components(starts: tuple[str, ...]) -> dict[str, str]:
     """Source digests of the modules reachable from ``starts`` (and of the package data files
     their sources name, such as ``best_known.json``), and versions of the libraries they import."""
@@ -317,10 +325,8 @@ def _components(starts: tuple[str, ...]) -> dict[str, str]:
         libs.update(third)
         for path in files:
             out[_relative(path)] = _file_digest(path)
-            source = path.read_text(errors="replace")
-            for data in sorted(path.parent.iterdir()):
-                if data.suffix not in (".py", ".pyc") and data.is_file() and data.name in source:
-                    out[_relative(data)] = _file_digest(data)
+            for data in _data_files(path):
+                out[_relative(data)] = _file_digest(data)
     for lib in sorted(libs):
         version = _version(lib)
         if version is not None:
@@ -403,25 +409,66 @@ def frame_digest(df: pd.DataFrame) -> str:
     """SHA-256 of a frame's column names, dtypes and values (numeric columns bit for bit)."""
     h = hashlib.sha256()
     h.update(str(len(df)).encode())
-    for name in df.columns:
-        col = df[name]
+    for name, col in df.items():
         h.update(json.dumps([str(name), str(col.dtype)]).encode())
         if isinstance(col.dtype, pd.CategoricalDtype):
             h.update(json.dumps([repr(c) for c in col.cat.categories]).encode())
             arr = col.cat.codes.to_numpy()
+        elif isinstance(col.dtype, pd.StringDtype):
+            _hash_strings(h, col.array)
+            continue
         else:
             arr = col.to_numpy()
         if arr.dtype.kind in "biufcmM":
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # its bytes, not copied
         else:  # strings and other objects, missing values as null
             h.update(_json_list(arr))
     return h.hexdigest()
 
 
+def _hash_strings(h, values) -> None:
+    """Feed ``h`` the bytes ``_json_list`` gives for a text column's values (``json.dumps`` of the list,
+    missing values null) without building them row by row: each distinct string is encoded once and
+    each run of equal values is hashed as a repeated piece. A cell's text columns repeat one value on
+    every row (its spec, versions), and a spec is kilobytes: the list of a cell was megabytes, joined
+    and then hashed."""
+    n = len(values)
+    if n == 0:
+        h.update(b"[]")
+        return
+    if not values.isna().any() and bool((values == values[0]).all()):  # one value on every row
+        runs = [(json.dumps(values[0]).encode(), n)]
+    else:
+        codes, uniques = pd.factorize(values)  # missing values: code -1
+        encoded = [json.dumps(u).encode() for u in uniques] + [b"null"]  # [-1]: null
+        starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+        if len(starts) > n // 4:  # few repeats: join the values as they are
+            h.update(b"[" + b", ".join(np.array(encoded, dtype=object)[codes].tolist()) + b"]")
+            return
+        runs = [(encoded[c], k) for c, k in zip(codes[starts].tolist(), np.diff(np.append(starts, n)).tolist())]
+    h.update(b"[")
+    for i, (item, count) in enumerate(runs):
+        last = i == len(runs) - 1
+        _hash_repeated(h, item + b", ", count - 1 if last else count)
+        if last:
+            h.update(item + b"]")
+
+
+def _hash_repeated(h, piece: bytes, count: int) -> None:
+    """``h.update(piece * count)`` in blocks of about a megabyte."""
+    per = max(1, (1 << 20) // len(piece))
+    if count >= per:
+        block = piece * per
+        for _ in range(count // per):
+            h.update(block)
+        count %= per
+    if count:
+        h.update(piece * count)
+
+
 def _json_list(arr) -> bytes:
     """``json.dumps`` of the values as a list (missing values null, others by ``repr``), the same bytes,
-    built from each distinct string's encoding when the values are all strings: a column repeats one
-    value on every row (the cell's spec, versions), and encoding each row took a third of a report."""
+    built from each distinct string's encoding when the values are all strings."""
     values = pd.Series(arr, dtype=object)
     if len(values) and pd.api.types.infer_dtype(values, skipna=True) == "string":
         codes, uniques = pd.factorize(values)  # missing values: code -1
@@ -466,6 +513,39 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+# Text columns read dictionary-encoded and then decoded in one piece: a cell's spec (kilobytes) is on
+# every row, and Parquet's value-by-value decoding of it took half of reading a cell.
+_DICTIONARY_COLUMNS = ("cell_spec",)
+
+
+def _read_table(path: pathlib.Path) -> pa.Table:
+    """``pq.read_table(path)``, the same table, with ``_DICTIONARY_COLUMNS`` decoded from their dictionary."""
+    table = pq.read_table(path, read_dictionary=list(_DICTIONARY_COLUMNS))  # absent names are ignored
+    names = [n for n in _DICTIONARY_COLUMNS if n in table.schema.names]
+    stored = pq.read_schema(path) if names else None  # the columns' types as written
+    for name in names:
+        field = stored.field(name)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            i = table.schema.get_field_index(name)
+            chunks = [_decode(c, field.type) for c in table.column(i).chunks]
+            table = table.set_column(i, field, pa.chunked_array(chunks, type=field.type))
+    return table
+
+
+def _decode(chunk: pa.DictionaryArray, type_: pa.DataType) -> pa.Array:
+    """``chunk.cast(type_)``; a chunk of one value on every row as one repeated block (numpy memory,
+    allocated once: the cast's buffer grew and faulted its pages in a few at a time)."""
+    if not (pa.types.is_large_string(type_) and len(chunk.dictionary) == 1 and chunk.null_count == 0
+            and chunk.dictionary.null_count == 0):
+        return chunk.cast(type_)
+    value = np.frombuffer(chunk.dictionary[0].as_buffer(), np.uint8)
+    n = len(chunk)
+    data = np.empty((n, len(value)), np.uint8)
+    data[:] = value
+    offsets = np.arange(n + 1, dtype=np.int64) * len(value)
+    return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 class CorruptCell(Exception):
     """A cell file that cannot be trusted; the message says why, in one line."""
 
@@ -506,7 +586,7 @@ class Store:
         """A cell file's frame and metadata, verified; raises ``CorruptCell`` saying why not."""
         path = pathlib.Path(path)
         try:
-            table = pq.read_table(path)
+            table = _read_table(path)
             df = table.to_pandas()
         except Exception as err:  # truncated, garbled, not Parquet at all
             raise CorruptCell(f"unreadable Parquet ({type(err).__name__}: {str(err)[:120]})") from None
@@ -696,4 +776,26 @@ class Store:
                  f"checkout's (e.g. {stale[0]}); `python -m bench run` recomputes them")
         if not frames:
             return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat(_decategorize(frames), ignore_index=True)
+
+
+def _decategorize(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """``frames`` with each categorical column whose categories differ between them (a cell's problem,
+    family and optimizer: one category each) as its categories' dtype, which is what ``pd.concat``
+    makes of it, converted here from the codes (pandas converts value by value, through objects)."""
+    if not all(f.columns.is_unique for f in frames):
+        return frames
+    for name, dtype in frames[0].dtypes.items():
+        if not isinstance(dtype, pd.CategoricalDtype):
+            continue
+        cols = [f[name] if name in f.columns else None for f in frames]
+        if any(c is None or not isinstance(c.dtype, pd.CategoricalDtype) for c in cols):
+            continue
+        dtypes = [c.dtype for c in cols]
+        target = dtypes[0].categories.dtype
+        if not isinstance(target, pd.StringDtype) or all(d == dtypes[0] for d in dtypes) \
+                or any(d.categories.dtype != target for d in dtypes):
+            continue  # concatenated as categoricals, or to a common type worked out by pandas
+        for f, c in zip(frames, cols):
+            f[name] = c.cat.categories.array.take(c.cat.codes.to_numpy(), allow_fill=True)
+    return frames

@@ -301,7 +301,8 @@ def provenance(df: pd.DataFrame, suite: str | None = None) -> list[tuple[str, st
 
 def budgets(df: pd.DataFrame) -> pd.DataFrame:
     """Per problem: step budget, log interval, seeds (tuning + held-out) and hyperparameter points per cell."""
-    last = df.loc[df[S.STEP].to_numpy() == df[S.STEPS].to_numpy()]
+    cols = [c for c in (S.PROBLEM, S.STEPS, S.OPTIMIZER, S.SEED, S.HP_INDEX, S.TUNING, S.LOG_EVERY) if c in df]
+    last = df.loc[df[S.STEP].to_numpy() == df[S.STEPS].to_numpy(), cols]  # the columns read below
     rows = []
     for (problem, steps), g in last.groupby([S.PROBLEM, S.STEPS], sort=True, observed=True):
         seeds = g.groupby(S.OPTIMIZER, observed=True)[S.SEED].nunique().max()
@@ -362,7 +363,7 @@ def write(md_path: str | pathlib.Path, df: pd.DataFrame | None = None, suite: st
     problem_figures = {}
     written = {pathlib.Path(f).resolve() for f in figures or []}
     if df is not None and not df.empty:
-        for p in sorted(set(df[S.PROBLEM].astype(str))):
+        for p in sorted(set(df[S.PROBLEM].drop_duplicates().astype(str))):
             f = (root / "plots" / f"{plot_slug(p)}.png").resolve()
             if f in written:
                 problem_figures[p] = f

@@ -35,7 +35,11 @@ def plateau_lines(df: pd.DataFrame, evaluated: pd.DataFrame) -> list[str]:
     """Median plateau steps (and the share of runs with a plateau) per optimizer and problem."""
     keys = [S.PROBLEM, S.OPTIMIZER, S.HP_INDEX, S.SEED]
     ev = evaluated[keys].astype({S.PROBLEM: str, S.OPTIMIZER: str}).drop_duplicates()
-    # only the evaluated runs' rows (a sixth of a qmc4 cell's): the episode search is a loop over runs
+    # only the evaluated runs' rows (a sixth of a qmc4 cell's): the episode search is a loop over runs;
+    # and only the columns plateau_runs reads, the rows picked before the merge (which keeps their order)
+    df = df[[c for c in df.columns if c in plateaus.COLUMNS or c.startswith(S.HP_PREFIX)]]
+    df = df[pd.MultiIndex.from_frame(df[keys].astype({S.PROBLEM: str, S.OPTIMIZER: str})).isin(
+        pd.MultiIndex.from_frame(ev))]
     rows = df.astype({S.PROBLEM: str, S.OPTIMIZER: str}).merge(ev, on=keys, how="inner")
     pr = plateaus.plateau_runs(rows) if not rows.empty else pd.DataFrame()
     if pr.empty:

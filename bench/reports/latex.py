@@ -184,7 +184,7 @@ def render(tab: pd.DataFrame, ov: dict, df: pd.DataFrame, head_to_head: tuple | 
     """The whole file: provenance as comments, the scores table, one table per problem, and the
     head-to-head table where ``head_to_head`` = (frame, a, b) is given."""
     prov = df.iloc[0] if not df.empty else pd.Series(dtype=object)
-    commits = sorted(set(df["git_commit"].dropna().astype(str))) if "git_commit" in df else []
+    commits = lb.distinct_text(df, "git_commit")
     parts = [
         "% saddlebench leaderboard: \\input{leaderboard.tex} in a document with \\usepackage{booktabs}",
         f"% backend {prov.get('backend', '?')} ({prov.get('device_kind', '?')} x{prov.get('device_count', '?')}), "
@@ -198,8 +198,9 @@ def render(tab: pd.DataFrame, ov: dict, df: pd.DataFrame, head_to_head: tuple | 
     scores = scores_table(ov)
     if scores:
         parts += [scores]
+    first = lb.first_rows(df, S.PROBLEM)
     for problem, g in tab.groupby(S.PROBLEM, sort=True):
-        ref = df[df[S.PROBLEM] == problem].iloc[0]
+        ref = df.iloc[first[problem]]
         parts += [problem_table(problem, g, ref)]
     if head_to_head is not None:
         parts += [head_to_head_table(*head_to_head)]

@@ -149,25 +149,37 @@ def with_costs(df: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def _split_seeds(g: pd.DataFrame) -> tuple[set, set]:
-    """A cell's (tuning seeds, held-out seeds): from its ``tuning`` column, else the first half of
-    its seeds (in order) and the rest."""
-    if S.TUNING in g:
-        tuning = g[S.TUNING].to_numpy(bool)
-        return set(g.loc[tuning, S.SEED].tolist()), set(g.loc[~tuning, S.SEED].tolist())
-    s = sorted(set(g[S.SEED].tolist()))
+def _groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, np.ndarray]]:
+    """(key, row positions) of each group of ``frame`` by ``keys``, in ``groupby(keys, sort=True)``'s
+    order: the rows are then read from whole columns as numpy arrays (a per-group frame of every
+    column cost most of a report's time)."""
+    pos = frame[keys].assign(_pos=np.arange(len(frame)))
+    return [(key, g["_pos"].to_numpy()) for key, g in pos.groupby(keys, sort=True)]
+
+
+def _nunique(a: np.ndarray) -> int:
+    """``Series.nunique``: distinct values, missing ones not counted."""
+    u = pd.unique(a)
+    return int((~pd.isna(u)).sum())
+
+
+def _split_seeds(seeds: np.ndarray, tuning: np.ndarray | None) -> tuple[set, set]:
+    """A cell's (tuning seeds, held-out seeds) from its rows' ``seeds`` and ``tuning`` flags, else
+    (no ``tuning`` column) the first half of its seeds (in order) and the rest."""
+    if tuning is not None:
+        return set(seeds[tuning].tolist()), set(seeds[~tuning].tolist())
+    s = sorted(set(seeds.tolist()))
     half = len(s) // 2
     return set(s[:half]), set(s[half:])
 
 
-def _score(runs: pd.DataFrame) -> tuple:
-    ok = runs[SUCCESS].to_numpy()
-    cost = np.where(ok, runs[COST], np.inf)
-    final = runs[S.FINAL_LOSS].fillna(np.inf)
-    return (-ok.mean(), float(np.median(cost)), float(np.median(final)))
+def _score(ok: np.ndarray, cost: np.ndarray, final: np.ndarray) -> tuple:
+    """How a point did on its tuning runs (success flags, costs, final losses with NaN as inf): the
+    key ``selection`` minimises."""
+    return (-ok.mean(), float(np.median(np.where(ok, cost, np.inf))), float(np.median(final)))
 
 
-def _q(x: pd.Series, q: float) -> float:
+def _q(x, q: float) -> float:
     return float(np.quantile(x, q)) if len(x) else math.nan
 
 
@@ -178,35 +190,44 @@ def selection(runs: pd.DataFrame) -> dict[tuple, tuple[int, set, str]]:
     """
     if COST not in runs:
         runs = with_costs_from_runs(runs)
+    hp, seed = runs[S.HP_INDEX].to_numpy(), runs[S.SEED].to_numpy()
+    tuning = runs[S.TUNING].to_numpy(bool) if S.TUNING in runs else None
+    ok, cost = runs[SUCCESS].to_numpy(), runs[COST].to_numpy()
+    final = runs[S.FINAL_LOSS].fillna(np.inf).to_numpy()
     out = {}
-    for key, g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
-        n_points = g[S.HP_INDEX].nunique()
-        tune, held = _split_seeds(g)
+    for key, pos in _groups(runs, [S.PROBLEM, S.OPTIMIZER, S.STEPS]):
+        n_points = _nunique(hp[pos])
+        tune, held = _split_seeds(seed[pos], None if tuning is None else tuning[pos])
         if n_points > 1 and tune and held:
-            on_tune = g[g[S.SEED].isin(tune)]  # filtered once, then split by point
-            by_point = dict(tuple(on_tune.groupby(S.HP_INDEX)))
-            scores = {i: _score(by_point.get(i, on_tune.iloc[:0])) for i in sorted(g[S.HP_INDEX].unique())}
+            on_tune = pos[np.isin(seed[pos], list(tune))]  # filtered once, then split by point
+            scores = {}
+            for i in sorted(pd.unique(hp[pos])):
+                p = on_tune[hp[on_tune] == i]
+                scores[i] = _score(ok[p], cost[p], final[p])
             best = min(scores, key=lambda i: scores[i])
             out[key] = (int(best), held, f"best of {n_points} on {len(tune)} tuning seeds")
         else:
-            out[key] = (int(g[S.HP_INDEX].iloc[0]), set(g[S.SEED].tolist()), "single point")
+            out[key] = (int(hp[pos[0]]), set(seed[pos].tolist()), "single point")
     return out
 
 
-def _is_defaults(g: pd.DataFrame, optimizer: str) -> bool:
-    """Whether hyperparameter point 0 of this cell is the optimizer's registered defaults."""
+def _is_defaults(g: pd.DataFrame, optimizer: str, pos: np.ndarray | None = None) -> bool:
+    """Whether hyperparameter point 0 of this cell (``g``, or its rows at positions ``pos``) is the
+    optimizer's registered defaults."""
     try:
         defaults = optimizers.spec(optimizer).defaults
     except KeyError:
         return False
-    p0 = g[g[S.HP_INDEX] == 0]
-    if p0.empty:
+    pos = np.arange(len(g)) if pos is None else pos
+    p0 = pos[g[S.HP_INDEX].to_numpy()[pos] == 0]
+    if not len(p0):
         return False
-    row = p0.iloc[0]
     for c in S.hp_columns(g.columns):
         name = c[len(S.HP_PREFIX):]
-        v = row[c]
-        if name in defaults and not (isinstance(v, float) and math.isnan(v)):
+        if name not in defaults:
+            continue
+        v = g[c].iloc[p0[0]]
+        if not (isinstance(v, float) and math.isnan(v)):
             d = defaults[name]
             if isinstance(d, float) and not math.isclose(float(v), float(np.float32(d)), rel_tol=1e-6) \
                     and not math.isclose(float(v), d, rel_tol=1e-9):
@@ -216,24 +237,43 @@ def _is_defaults(g: pd.DataFrame, optimizer: str) -> bool:
     return True
 
 
-def evaluated_runs(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
-    """The held-out runs at each cell's chosen point: what every reported number is computed on."""
+def _chosen_mask(runs: pd.DataFrame, chosen: dict, point: int | None = None) -> np.ndarray:
+    """Per run: a held-out run at its cell's chosen point; with ``point``, at that point instead, in
+    cells of several points whose point 0 is the registered defaults (``_is_defaults``)."""
     keep = np.zeros(len(runs), bool)
+    hp, seed = runs[S.HP_INDEX].to_numpy(), runs[S.SEED].to_numpy()
     for (problem, optimizer, steps), idx in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True).indices.items():
         best, held, _ = chosen[(problem, optimizer, steps)]
-        g = runs.iloc[idx]
-        keep[idx] = ((g[S.HP_INDEX] == best) & g[S.SEED].isin(held)).to_numpy()
-    return runs[keep].reset_index(drop=True)
+        if point is not None:
+            if _nunique(hp[idx]) < 2 or not _is_defaults(runs, optimizer, idx):
+                continue
+            best = point
+        keep[idx] = (hp[idx] == best) & np.isin(seed[idx], list(held))
+    return keep
+
+
+def evaluated_runs(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """The held-out runs at each cell's chosen point: what every reported number is computed on."""
+    return runs[_chosen_mask(runs, chosen)].reset_index(drop=True)
 
 
 def defaults_runs(runs: pd.DataFrame, chosen: dict) -> pd.DataFrame:
     """The held-out runs at point 0 of cells whose point 0 is the registered defaults (the defaults track)."""
-    keep = np.zeros(len(runs), bool)
-    for (problem, optimizer, steps), idx in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True).indices.items():
-        g = runs.iloc[idx]
-        if g[S.HP_INDEX].nunique() > 1 and _is_defaults(g, optimizer):
-            keep[idx] = ((g[S.HP_INDEX] == 0) & g[S.SEED].isin(chosen[(problem, optimizer, steps)][1])).to_numpy()
-    return runs[keep].reset_index(drop=True)
+    return runs[_chosen_mask(runs, chosen, point=0)].reset_index(drop=True)
+
+
+def _first_valid(col: pd.Series | np.ndarray, pos: np.ndarray):
+    """``col.iloc[pos].dropna().unique()[0]`` (NaN where every value is missing); a column with a
+    numpy dtype comes as its numpy array."""
+    if isinstance(col, pd.Series):
+        vals = col.iloc[pos].dropna().unique()
+        return vals[0] if len(vals) else math.nan
+    v = col[pos]
+    if v.dtype.kind in "fc":
+        v = v[~np.isnan(v)]
+    elif v.dtype.kind not in "biu":
+        v = v[~pd.isna(v)]
+    return v[0] if len(v) else math.nan
 
 
 def table(df: pd.DataFrame, runs: pd.DataFrame | None = None, chosen: dict | None = None) -> pd.DataFrame:
@@ -241,14 +281,26 @@ def table(df: pd.DataFrame, runs: pd.DataFrame | None = None, chosen: dict | Non
     runs = with_costs(df) if runs is None else runs
     hp_cols = [S.HP_INDEX] + S.hp_columns(runs.columns)  # the chosen point and its values
     chosen = selection(runs) if chosen is None else chosen
+    col = {c: runs[c].to_numpy() for c in (S.HP_INDEX, S.SEED, SUCCESS, COST, SECONDS, S.HIT_STEP, S.HIT_GRADS,
+                                           S.HIT_HVPS, S.HIT_VALUES, S.FINAL_GAP, S.FINAL_LOSS, RUN_SECONDS)}
+    status = runs[S.STATUS].to_numpy()
+    taus = [tau for tau in S.TAUS if tau_success(tau) in runs and S.F_REF in runs]
+    f_ref_ok = runs[S.F_REF].notna().to_numpy() if S.F_REF in runs else None
+    tau_col = {c: runs[c].to_numpy() for tau in taus for c in (tau_success(tau), tau_cost(tau))}
+    hp_values = {c: runs[c] for c in hp_cols}
+    hp_values = {c: v.to_numpy() if isinstance(v.dtype, np.dtype) and v.dtype.kind in "biufc" else v
+                 for c, v in hp_values.items()}
     rows = []
-    for (problem, optimizer, steps), g in runs.groupby([S.PROBLEM, S.OPTIMIZER, S.STEPS], sort=True):
+    for (problem, optimizer, steps), pos in _groups(runs, [S.PROBLEM, S.OPTIMIZER, S.STEPS]):
         best, held, how = chosen[(problem, optimizer, steps)]
-        ev = g[(g[S.HP_INDEX] == best) & g[S.SEED].isin(held)]
-        ok = ev[ev[SUCCESS]]
+        held_rows = np.isin(col[S.SEED][pos], list(held))
+        ev = pos[(col[S.HP_INDEX][pos] == best) & held_rows]
+        ok = ev[col[SUCCESS][ev].astype(bool)]
         n, k = len(ev), len(ok)
         lo, hi = wilson(k, n)
-        c_lo, c_hi = median_interval(ok[COST])
+        cost = col[COST][ok]
+        c_lo, c_hi = median_interval(cost)
+        hit_step = col[S.HIT_STEP][ok]
         row = {
             "problem": problem,
             "optimizer": optimizer,
@@ -257,34 +309,34 @@ def table(df: pd.DataFrame, runs: pd.DataFrame | None = None, chosen: dict | Non
             "success": k / n if n else math.nan,
             "success_lo": lo,
             "success_hi": hi,
-            "cost_median": _q(ok[COST], 0.5),
+            "cost_median": _q(cost, 0.5),
             "cost_lo": c_lo,
             "cost_hi": c_hi,
-            "seconds_to_target_median": _q(ok[SECONDS], 0.5),
-            "steps_median": _q(ok[S.HIT_STEP], 0.5),
-            "steps_q25": _q(ok[S.HIT_STEP], 0.25),
-            "steps_q75": _q(ok[S.HIT_STEP], 0.75),
-            "grads_median": _q(ok[S.HIT_GRADS], 0.5),
-            "hvps_median": _q(ok[S.HIT_HVPS], 0.5),
-            "values_median": _q(ok[S.HIT_VALUES], 0.5),
-            "gap_median": float(np.median(ev[S.FINAL_GAP])) if n else math.nan,
-            "final_loss_median": float(np.median(ev[S.FINAL_LOSS])) if n else math.nan,
-            "run_seconds_median": float(np.median(ev[RUN_SECONDS])) if n else math.nan,
+            "seconds_to_target_median": _q(col[SECONDS][ok], 0.5),
+            "steps_median": _q(hit_step, 0.5),
+            "steps_q25": _q(hit_step, 0.25),
+            "steps_q75": _q(hit_step, 0.75),
+            "grads_median": _q(col[S.HIT_GRADS][ok], 0.5),
+            "hvps_median": _q(col[S.HIT_HVPS][ok], 0.5),
+            "values_median": _q(col[S.HIT_VALUES][ok], 0.5),
+            "gap_median": float(np.median(col[S.FINAL_GAP][ev])) if n else math.nan,
+            "final_loss_median": float(np.median(col[S.FINAL_LOSS][ev])) if n else math.nan,
+            "run_seconds_median": float(np.median(col[RUN_SECONDS][ev])) if n else math.nan,
             "selection": how,
         }
-        if g[S.HP_INDEX].nunique() > 1 and _is_defaults(g, optimizer):
-            dv = g[(g[S.HP_INDEX] == 0) & g[S.SEED].isin(held)]
-            row["defaults_success"] = float(dv[SUCCESS].mean()) if len(dv) else math.nan
-            row["defaults_cost_median"] = _q(dv[dv[SUCCESS]][COST], 0.5)
-        for tau in S.TAUS:
-            if tau_success(tau) in ev and S.F_REF in ev and ev[S.F_REF].notna().all():
-                row[tau_success(tau)] = float(ev[tau_success(tau)].mean()) if n else math.nan
-                row[tau_cost(tau)] = _q(ev.loc[ev[tau_success(tau)], tau_cost(tau)], 0.5)
+        if _nunique(col[S.HP_INDEX][pos]) > 1 and _is_defaults(runs, optimizer, pos):
+            dv = pos[(col[S.HP_INDEX][pos] == 0) & held_rows]
+            d_ok = col[SUCCESS][dv].astype(bool)
+            row["defaults_success"] = float(col[SUCCESS][dv].mean()) if len(dv) else math.nan
+            row["defaults_cost_median"] = _q(col[COST][dv[d_ok]], 0.5)
+        for tau in taus if f_ref_ok is not None and f_ref_ok[ev].all() else ():
+            reached = tau_col[tau_success(tau)][ev]
+            row[tau_success(tau)] = float(reached.mean()) if n else math.nan
+            row[tau_cost(tau)] = _q(tau_col[tau_cost(tau)][ev][reached.astype(bool)], 0.5)
         for s in S.STATUSES:
-            row[f"n_{s}"] = int((ev[S.STATUS] == s).sum())
+            row[f"n_{s}"] = int((status[ev] == s).sum())
         for c in hp_cols:
-            vals = ev[c].dropna().unique()
-            row[c] = vals[0] if len(vals) else math.nan
+            row[c] = _first_valid(hp_values[c], ev)
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -456,6 +508,21 @@ def _best_known_text(problem: str) -> str:
     return "" if best is None else f" (best known f = {best:.7g}, from the reference campaign)"
 
 
+def distinct_text(frame: pd.DataFrame, col: str) -> list[str]:
+    """``sorted(set(frame[col].dropna().astype(str)))``, distinct values first (the frame is every logged
+    row); [] without the column."""
+    if col not in frame:
+        return []
+    return sorted(set(frame[col].dropna().drop_duplicates().astype(str)))
+
+
+def first_rows(frame: pd.DataFrame, col: str) -> dict:
+    """Each value of ``frame[col]`` -> the position of its first row (``frame[frame[col] == v].iloc[0]``
+    is ``frame.iloc[first_rows(frame, col)[v]]``, without a mask over every row)."""
+    pos = np.flatnonzero(~frame[col].duplicated().to_numpy())
+    return dict(zip(frame[col].iloc[pos].tolist(), pos.tolist()))
+
+
 def _fmt_cost(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -469,14 +536,14 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
         return "\n".join(lines + ["No results yet: run `python -m bench run --suite quick`.", ""])
     ov = ov or {}
     prov = runs_frame.iloc[0]
-    commits = sorted(set(runs_frame["git_commit"].dropna().astype(str))) if "git_commit" in runs_frame else []
+    commits = distinct_text(runs_frame, "git_commit")
     lines += [
         (f"Backend **{prov.get('backend', '?')}** ({prov.get('device_kind', '?')} x{prov.get('device_count', '?')}), "
          if "device" not in runs_frame or runs_frame["device"].nunique() < 2 else
          f"Devices **{'**, **'.join(sorted(map(str, runs_frame['device'].unique())))}** (see Devices), ")
         + f"jax {prov.get('jax_version', '?')}, optax {prov.get('optax_version', '?')}, "
         f"flax {prov.get('flax_version', '?')}; commit {', '.join(c[:12] for c in commits) or 'unknown'}; "
-        f"{len(runs_frame.groupby(['cell_key']))} cells, newest written {runs_frame['utc_time'].max()}.",
+        f"{runs_frame['cell_key'].nunique()} cells, newest written {runs_frame['utc_time'].max()}.",
         "",
         "How to read it: each optimizer's hyperparameters are chosen on the tuning seeds (the first seeds",
         "of each cell) and every number below is measured on the held-out seeds (the others; the count is",
@@ -537,9 +604,10 @@ def markdown(tab: pd.DataFrame, runs_frame: pd.DataFrame, ov: dict | None = None
     pivot = tab.pivot_table(index="problem", columns="optimizer", values="success", aggfunc="first")
     order = list(pivot.mean(axis=0).sort_values(ascending=False).index)
     _matrix(lines, pivot, _fmt_pct, order=order)
+    first = first_rows(runs_frame, S.PROBLEM)
     for problem, g in tab.groupby(S.PROBLEM, sort=True):
         g0 = g.iloc[0]
-        ref = runs_frame[runs_frame[S.PROBLEM] == problem].iloc[0]
+        ref = runs_frame.iloc[first[problem]]
         f_star = ref[S.F_STAR]
         w = problem_weights(problem)
         weights = (f"oracle weights: value {w.value:.2f}, HVP {w.hvp:.2f} gradients (gradient "

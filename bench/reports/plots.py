@@ -24,13 +24,20 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
-def selected_curves(df: pd.DataFrame) -> pd.DataFrame:
-    """The logged rows of each optimizer's selected point on its held-out seeds."""
+# the columns ``write`` reads of ``selected_curves``' frame (besides the two it adds)
+_PLOT_COLUMNS = [S.PROBLEM, S.OPTIMIZER, S.STEP, S.LOSS, S.F_STAR, S.F_TARGET, S.N_VALUES, S.N_GRADS, S.N_HVPS]
+
+
+def selected_curves(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The logged rows of each optimizer's selected point on its held-out seeds; ``columns``: only
+    these of ``df``'s columns (and the run keys), else every one."""
     chosen = selection(S.summarize(df))
     keys = [S.PROBLEM, S.OPTIMIZER, S.STEPS, S.HP_INDEX, S.SEED]
     wanted = pd.MultiIndex.from_tuples(
         [(problem, optimizer, steps, best, seed)
          for (problem, optimizer, steps), (best, held, _) in chosen.items() for seed in held], names=keys)
+    if columns is not None:  # rows are taken from fewer columns (the text ones cost most)
+        df = df[[c for c in df.columns if c in keys or c in columns]]
     out = df[pd.MultiIndex.from_frame(df[keys]).isin(wanted)].reset_index(drop=True)
     floor = 1e-12
     gap = out[S.LOSS] - out[S.F_STAR].fillna(out.groupby(S.PROBLEM)[S.LOSS].transform("min"))
@@ -48,7 +55,7 @@ def write(df: pd.DataFrame, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
     """One PNG per problem: median gap (IQR band) vs steps, and median gap vs gradient+HVP calls."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    curves = selected_curves(df)
+    curves = selected_curves(df, columns=_PLOT_COLUMNS)
     paths = []
     sns.set_theme(style="whitegrid", context="notebook")
     for problem, g in curves.groupby(S.PROBLEM, observed=True):

@@ -52,6 +52,45 @@ def test_rows_carry_provenance(filled):
     assert spec.key == df["cell_key"].iloc[0]
 
 
+def test_load_all_is_the_concatenation_of_the_files_as_read(filled):
+    # load_all reads the spec column dictionary-encoded and concatenates the cells' categorical text
+    # columns itself: the same frame as reading each file plainly and ``pd.concat``
+    import pyarrow.parquet as pq
+
+    from bench.store import _read_table
+
+    store, _ = filled
+    files = list(store.files())
+    for p in files:
+        assert _read_table(p).equals(pq.read_table(p), check_metadata=True)
+    plain = pd.concat([pq.read_table(p).to_pandas() for p in files], ignore_index=True)
+    got = store.load_all()
+    pd.testing.assert_frame_equal(got, plain, check_exact=True)
+    assert [str(d) for d in got.dtypes] == [str(d) for d in plain.dtypes]
+
+
+def test_checksum_of_text_columns_is_their_json_list():
+    # frame_digest hashes a text column as json.dumps of its values (missing: null); it hashes runs of
+    # equal values in pieces, which must give the same bytes for any arrangement of values
+    import hashlib
+    import json
+
+    from bench.store import frame_digest
+
+    columns = {"constant": ["a spec, \"quoted\" é"] * 9, "runs": ["x"] * 4 + ["y"] * 3 + [None] * 2,
+               "alternating": ["p", "q"] * 4 + ["p"], "missing": [None] * 9,
+               "mixed": ["a", None, "", "日本", "a", "", "b", None, "a"]}
+    for name, values in columns.items():
+        for dtype in ("str", "string"):
+            df = pd.DataFrame({name: pd.Series(values, dtype=dtype)})
+            h = hashlib.sha256(str(len(df)).encode())
+            h.update(json.dumps([name, str(df[name].dtype)]).encode())
+            h.update(json.dumps([None if pd.isna(v) else v for v in values]).encode())
+            assert frame_digest(df) == h.hexdigest(), (name, dtype)
+    empty = pd.DataFrame({"s": pd.Series([], dtype="str")})
+    assert frame_digest(empty) == hashlib.sha256(b"0" + json.dumps(["s", "str"]).encode() + b"[]").hexdigest()
+
+
 def test_hash_covers_everything_that_determines_the_numbers():
     base = dict(problem="strict_saddle(init_radius=1.0)", optimizer="sgd", points=[{"learning_rate": 0.1}],
                 seeds=[0, 1], steps=100, log_every=10)
