@@ -176,8 +176,9 @@ def batch_cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any,
     round differently). Without ``axis_name`` (one run, or a caller's own ``vmap``) it is
     ``lax.cond``.
 
-    The branches must be callables of ``operands`` returning the same pytree of arrays (as for
-    ``lax.cond``).
+    The branches must be callables of ``operands`` returning the same pytree of numeric or boolean
+    arrays (as for ``lax.cond``; a branch not taken by any run returns zeros of that structure, so
+    not PRNG keys).
     """
     if axis_name is None:
         return jax.lax.cond(pred, true_fn, false_fn, *operands)
