@@ -147,8 +147,9 @@ SUITES: dict[str, Suite] = {
             grid="qmc4",
             optimizers=QUICK_OPTIMIZERS,
             # stochastic cubic's sub-solver and final solver run T_sub and T_final HVPs a step,
-            # and under vmap both branches run: 20 + 20 instead of the default 50 + 50 makes
-            # its cells cost what the other second-order cells cost (the digits MLP: 32 s
+            # and under vmap both branches run where the batch's runs differ (batch_cond): 20 + 20
+            # instead of the default 50 + 50 makes its cells cost what the other second-order cells
+            # cost (the digits MLP: 32 s
             # instead of 100 s); it reached the MLP target on 15 of 16 seeds at its best rate.
             overrides={"stochastic_cubic": {"T_sub": 20, "T_final": 20}},
         ),

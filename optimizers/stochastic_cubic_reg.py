@@ -36,9 +36,10 @@ more HVP). ``StochasticCubicState.num_fallbacks`` counts the updates where this 
 
 Oracle accounting (``OracleCounts.hvps``): the HVPs of the branch the algorithm takes -- 1 for
 the Cauchy step, T_sub for the gradient-descent sub-solver, plus the final-solver iterations
-actually run, plus 1 when the safeguard takes the Cauchy step. Under ``vmap`` with a batched
-branch condition JAX evaluates both branches of ``lax.cond`` (as a select), so the hardware does
-more work than counted; the count is the algorithm's oracle complexity, independent of batching.
+actually run, plus 1 when the safeguard takes the Cauchy step. The branches are ``batch_cond``s:
+under the runner's ``vmap`` a branch runs when some run of the batch takes it, so where runs of a
+batch differ the hardware does more work than counted; the count is the algorithm's oracle
+complexity, independent of batching.
 
 Reference:
   N. Tripuraneni, M. Stern, C. Jin, J. Regier and M. I. Jordan, "Stochastic Cubic
