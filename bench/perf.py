@@ -372,7 +372,7 @@ def report(sections=SECTIONS, seeds=(1, 8, 32), steps: int = 2000, dim: int = 20
         out["torch"] = torch_table(seeds, steps=steps, dim=dim, repeats=repeats, runner_rows=out.get("runner"))
     if "roofline" in sections:
         print("\n## Spin-glass gradient against the matmul roofline\n")
-        out["roofline"] = spin_glass_roofline(seeds=roofline_seeds, repeats=max(3, repeats // 2))
+        out["roofline"] = spin_glass_roofline(seeds=roofline_seeds, repeats=max(5, repeats))
     if "compile" in sections:
         print("\n## Compile time in a stored suite\n")
         out["compile"] = compile_table(results)
@@ -483,35 +483,71 @@ def matmul_gflops(shape=(2048, 2048, 2048), repeats: int = 10) -> float:
     return 2 * m * k * n / t / 1e9
 
 
+# The local field's contraction orders (problems.spin_glass.local_field), as _energy's arguments.
+FIELD_ORDERS = {"chain": {"gemm_min_entries": math.inf, "blocked": False},
+                "matmul": {"gemm_min_entries": 0, "blocked": False},
+                "blocked": {"gemm_min_entries": 0, "blocked": True}}
+
+
+def default_field_order(p: int, n: int) -> str:
+    """The order the problem's vmapped field runs in on this backend (``local_field``)."""
+    from problems.spin_glass import FIELD_GEMM_MIN_ENTRIES
+
+    if p == 2 or n ** (p - 1) < FIELD_GEMM_MIN_ENTRIES:
+        return "chain"
+    return "blocked" if p == 3 and jax.default_backend() == "cpu" else "matmul"
+
+
+def _field_order_functions(prob, p: int, n: int, order: str | None = None):
+    """``(vmapped gradient, vmapped HVP)`` of the spin glass, its field in ``order`` (None: the
+    problem's own), jitted with the coupling tensor as an argument, as the runner compiles it
+    (an embedded 32 MB constant made the same program's speed vary between compiles)."""
+    from problems.spin_glass import _chart_functions, _energy
+
+    if order is None:
+        def loss(t):
+            return prob.bind(t).full_loss
+    else:
+        def loss(t):
+            return _chart_functions(p, n, lambda c: _energy(c, **FIELD_ORDERS[order]))(t)["full_loss"]
+
+    grad = jax.jit(lambda w, t: jax.vmap(jax.grad(loss(t)))(w))
+    hvp = jax.jit(lambda w, v, t: jax.vmap(lambda x, d: jax.jvp(jax.grad(loss(t)), (x,), (d,))[1])(w, v))
+    t = jnp.asarray(prob.constants)
+    return (lambda w: grad(w, t)), (lambda w, v: hvp(w, v, t))
+
+
+def _order_flops(p: int, n: int, order: str) -> int:
+    from problems.spin_glass import field_flops
+
+    kw = FIELD_ORDERS[order]
+    return field_flops(p, n, kw["gemm_min_entries"], blocked=kw["blocked"] and p == 3)
+
+
 def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5,
                         order: str = "default") -> list[dict]:
     """Achieved GFLOP/s of the vmapped spin-glass gradient (and HVP) against ``matmul_gflops``.
 
-    ``jax.jit(jax.vmap(jax.grad(full_loss)))`` of ``spin_glass(p, n, instance=0)`` over S points.
+    ``jax.jit(jax.vmap(jax.grad(full_loss)))`` of ``spin_glass(p, n, instance=0)`` over S points,
+    the coupling tensor an argument of the program (``_field_order_functions``).
     Flops counted as the program computes them: a gradient is one local field T.s^{p-1}
-    (``problems.spin_glass.field_flops``: 2 n^p + n^2 for p = 3 in the matmul order, whose dominant
-    contraction under ``vmap`` is one (n x n^2) by (n^2 x S) matmul; 2 n^3 + 2 n^2 in the chain order,
-    an (n^2 x n) by (n x S) matmul and then batched matrix-vector products); the O(n) chart
-    around it is not counted. *same-shape matmul*: that dominant matmul alone, as a ``jnp.dot``, the
-    ceiling of the contraction. The HVP is forward over reverse (the field and its tangent).
-    ``order``: "default" (the problem as it is), or "chain" (the chain order at every size: the
-    problem before the matmul order, for the before/after table).
+    (``problems.spin_glass.field_flops``): in the blocked order (p = 3 at n >= 128 on the CPU) and
+    the chain order 2 n^3 + 2 n^2 for p = 3, whose dominant work is (n^2 x n) by (n x S) matmuls,
+    block of rows by block (blocked) or at once (chain); in the matmul order 2 n^p + n^2, one
+    (n x n^2) by (n^2 x S) matmul; the O(n) chart around it is not counted. *same-shape matmul*:
+    that dominant matmul alone, as one ``jnp.dot``, the ceiling of the contraction. The HVP is
+    forward over reverse (the field and its tangent). ``order``: "default" (the problem as it is
+    on this backend, ``default_field_order``), or one of ``FIELD_ORDERS`` at every size (for the
+    before/after tables).
     """
-    from problems.spin_glass import FIELD_GEMM_MIN_ENTRIES, _chart_functions, _energy, field_flops
-
-    if order not in ("default", "chain"):
-        raise ValueError(f"order must be 'default' or 'chain', got {order!r}")
+    if order != "default" and order not in FIELD_ORDERS:
+        raise ValueError(f"order must be 'default' or one of {', '.join(FIELD_ORDERS)}, got {order!r}")
     prob = problems.get("spin_glass", p=p, n=n, instance=0)
-    threshold = math.inf if order == "chain" else None
-    full_loss = prob.full_loss
-    if order == "chain":
-        chain = _chart_functions(p, n, lambda t: _energy(t, gemm_min_entries=threshold))
-        full_loss = chain(prob.constants)["full_loss"]
-    gemm = p > 2 and order == "default" and n ** (p - 1) >= FIELD_GEMM_MIN_ENTRIES
+    name = default_field_order(p, n) if order == "default" else order
+    grad, hvp = _field_order_functions(prob, p, n, None if order == "default" else name)
     peak_before = matmul_gflops()
-    grad_flops = field_flops(p, n, threshold)
-    grad = jax.jit(jax.vmap(jax.grad(full_loss)))
-    hvp = jax.jit(jax.vmap(lambda w, v: jax.jvp(jax.grad(full_loss), (w,), (v,))[1]))
+    grad_flops = _order_flops(p, n, name)
+    gemm = name == "matmul"
     shape = "(n x n^{p-1}) by (n^{p-1} x S)" if gemm else "(n^{p-1} x n) by (n x S)"
     rows = []
     for s in seeds:
@@ -521,12 +557,12 @@ def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024
         t_h = _best(lambda w=w, v=v: jax.block_until_ready(hvp(w, v)), repeats)
         same = matmul_gflops((n, n ** (p - 1), s) if gemm else (n ** (p - 1), n, s), repeats)
         rows.append({"seeds": s, "grad_s": t_g, "gflops": grad_flops * s / t_g / 1e9, "same_shape_gflops": same,
-                     "hvp_s": t_h, "order": "matmul" if gemm else "chain"})
+                     "hvp_s": t_h, "order": name})
     # the machine's rate: the better of two measurements, before and after the rows (a shared machine
     # is slower at times; against the better one the fractions are conservative)
     peak = max(peak_before, matmul_gflops())
     print(f"dense float32 matmul: {peak:.1f} GFLOP/s (2048^3, best of 10, the better of before and after the "
-          f"rows); spin_glass(p={p},n={n}), {'matmul' if gemm else 'chain'} order (same-shape matmul: {shape}), "
+          f"rows); spin_glass(p={p},n={n}), {name} order (same-shape matmul: {shape}), "
           f"gradient {grad_flops:.3g} flops per point; best of {repeats}.")
     print()
     print("| seeds | gradient ms | gradient GFLOP/s | % of matmul | same-shape matmul GFLOP/s | HVP ms "
@@ -540,20 +576,12 @@ def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024
 
 
 def spin_glass_roofline_compare(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5,
-                                rounds: int = 2) -> list[dict]:
-    """Before/after: the chain order against the matmul order (``problems.spin_glass.local_field``), the
-    two timed alternately at each batch size (``rounds`` times, best of ``repeats`` each; the best
-    kept), so a shared machine's slow spells hit both alike. Rates against ``matmul_gflops``."""
-    from problems.spin_glass import _chart_functions, _energy, field_flops
-
+                                rounds: int = 2, orders=("chain", "matmul", "blocked")) -> list[dict]:
+    """Before/after: the field's contraction orders (``FIELD_ORDERS``, ``problems.spin_glass.local_field``),
+    timed alternately at each batch size (``rounds`` times, best of ``repeats`` each; the best kept), so a
+    shared machine's slow spells hit them alike. Rates against ``matmul_gflops``."""
     prob = problems.get("spin_glass", p=p, n=n, instance=0)
-    orders = {"chain": math.inf, "matmul": 0}
-    fns = {}
-    for name, threshold in orders.items():
-        loss = _chart_functions(p, n, lambda t, th=threshold: _energy(t, gemm_min_entries=th))(prob.constants)
-        f = loss["full_loss"]
-        fns[name] = (jax.jit(jax.vmap(jax.grad(f))),
-                     jax.jit(jax.vmap(lambda w, v, f=f: jax.jvp(jax.grad(f), (w,), (v,))[1])))
+    fns = {name: _field_order_functions(prob, p, n, name) for name in orders}
     peak = matmul_gflops()
     rows = []
     for s in seeds:
@@ -568,33 +596,66 @@ def spin_glass_roofline_compare(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 2
                 row[f"{name}_hvp_s"] = min(row.get(f"{name}_hvp_s", math.inf), t_h)
         rows.append(row)
     peak = max(peak, matmul_gflops())
-    print(f"spin_glass(p={p},n={n}): chain order (before) against matmul order (after), timed alternately, "
-          f"best of {rounds} x {repeats}; dense float32 matmul {peak:.1f} GFLOP/s (2048^3, the better of before "
-          "and after the rows).")
+    print(f"spin_glass(p={p},n={n}): the field's orders {', '.join(orders)}, timed alternately, best of {rounds} x "
+          f"{repeats}; dense float32 matmul {peak:.1f} GFLOP/s (2048^3, the better of before and after the rows).")
     print()
-    print("| seeds | gradient ms: chain | matmul | GFLOP/s (% of matmul): chain | matmul | HVP ms: chain | matmul "
-          "| HVP / gradient: chain | matmul | gradient speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| seeds | " + " | ".join(f"gradient ms: {o}" for o in orders) + " | "
+          + " | ".join(f"GFLOP/s (% of matmul): {o}" for o in orders) + " | "
+          + " | ".join(f"HVP / gradient: {o}" for o in orders) + " |")
+    print("|---:" * (1 + 3 * len(orders)) + "|")
     for r in rows:
         s = r["seeds"]
-        for name, threshold in orders.items():
-            r[f"{name}_gflops"] = field_flops(p, n, threshold) * s / r[f"{name}_grad_s"] / 1e9
+        for name in orders:
+            r[f"{name}_gflops"] = _order_flops(p, n, name) * s / r[f"{name}_grad_s"] / 1e9
         r["peak_gflops"] = peak
-        print(f"| {s} | {1e3 * r['chain_grad_s']:.3g} | {1e3 * r['matmul_grad_s']:.3g} "
-              f"| {r['chain_gflops']:.1f} ({100 * r['chain_gflops'] / peak:.0f}%) "
-              f"| {r['matmul_gflops']:.1f} ({100 * r['matmul_gflops'] / peak:.0f}%) "
-              f"| {1e3 * r['chain_hvp_s']:.3g} | {1e3 * r['matmul_hvp_s']:.3g} "
-              f"| {r['chain_hvp_s'] / r['chain_grad_s']:.2f} | {r['matmul_hvp_s'] / r['matmul_grad_s']:.2f} "
-              f"| {r['chain_grad_s'] / r['matmul_grad_s']:.2f}x |")
+        print(f"| {s} | " + " | ".join(f"{1e3 * r[f'{o}_grad_s']:.3g}" for o in orders) + " | "
+              + " | ".join(f"{r[f'{o}_gflops']:.1f} ({100 * r[f'{o}_gflops'] / peak:.0f}%)" for o in orders) + " | "
+              + " | ".join(f"{r[f'{o}_hvp_s'] / r[f'{o}_grad_s']:.2f}" for o in orders) + " |", flush=True)
     return rows
 
 
-if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-glass-roofline [chain | compare]
+def spin_glass_block_rows(n: int = 200, points=(64, 128, 256), rows=(5, 10, 20, 25, 40), repeats: int = 5,
+                          rounds: int = 4) -> list[dict]:
+    """GFLOP/s of the blocked field alone (``problems.spin_glass._blocked_p3``) at each block size
+    (rows of T per block, divisors of n) and batch size, the tensor an argument, timed alternately
+    (``rounds`` x best of ``repeats``): how ``FIELD_BLOCK_ROWS`` was chosen."""
+    from problems.spin_glass import _blocked_p3
+
+    prob = problems.get("spin_glass", p=3, n=n, instance=0)
+    t = jnp.asarray(prob.constants)
+    bad = [r for r in rows if n % r]
+    if bad:
+        raise ValueError(f"rows must divide n = {n}, got {bad}")
+    fns = {r: jax.jit(lambda s, t, r=r: _blocked_p3(t, s, None, r)[0]) for r in rows}
+    print(f"spin_glass(p=3,n={n}): the blocked field alone, GFLOP/s (2 n^3 + 2 n^2 flops per point), best of "
+          f"{rounds} x {repeats}, alternated.")
+    print()
+    print("| points | " + " | ".join(f"rows {r}" for r in rows) + " |")
+    print("|---:" * (1 + len(rows)) + "|")
+    out = []
+    for m in points:
+        s = jax.random.normal(jax.random.key(1), (m, n), jnp.float32)
+        best = {}
+        for f in fns.values():
+            jax.block_until_ready(f(s, t))
+        for _ in range(rounds):
+            for r, f in fns.items():
+                best[r] = min(best.get(r, math.inf), _best(lambda f=f, s=s: jax.block_until_ready(f(s, t)), repeats))
+        row = {"points": m, **{r: (2 * n**3 + 2 * n**2) * m / best[r] / 1e9 for r in rows}}
+        out.append(row)
+        print(f"| {m} | " + " | ".join(f"{row[r]:.1f}" for r in rows) + " |", flush=True)
+    return out
+
+
+if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-glass-blocks | spin-glass-roofline [...]
     import sys
 
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "spin-glass-compile":
         spin_glass_compile()
+    elif what == "spin-glass-blocks":
+        print(machine_line())
+        spin_glass_block_rows()
     elif what == "spin-glass-roofline" and len(sys.argv) <= 3:
         print(machine_line())
         if sys.argv[2:] == ["compare"]:
@@ -602,4 +663,5 @@ if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-gla
         else:
             spin_glass_roofline(order=sys.argv[2] if len(sys.argv) > 2 else "default")
     else:
-        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-roofline [chain | compare]")
+        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-blocks | spin-glass-roofline [chain "
+                 "| matmul | blocked | compare]")

@@ -221,10 +221,11 @@ def symmetrize(j: np.ndarray) -> np.ndarray:
     return out
 
 
-def local_field(tensor, gemm_min_entries: int | None = None):
+def local_field(tensor, gemm_min_entries: int | None = None, blocked: bool = True, chunk_points: int | None = None,
+                block_rows: int | None = None, min_points: int | None = None):
     """``s -> T.s^{p-1}`` (the local field v_i = sum T_{i i2..ip} s_i2...s_ip) of a symmetric T.
 
-    Two contraction orders, the same numbers to float32 rounding:
+    Three contraction orders, the same numbers to float32 rounding:
 
     * chain (p = 2, and small tensors): p - 1 successive matrix-vector products,
       ((T s) s) ... . Under ``vmap`` over S points the first is one (n^{p-1} x n) by (n x S) matmul
@@ -240,14 +241,29 @@ def local_field(tensor, gemm_min_entries: int | None = None):
       p = 3 the gradient is 1.1-2.7x faster than the chain from 16 to 1024 points, the most under
       load (docs/PERFORMANCE.md). Its forward-mode derivative (HVPs) is one more such matmul, T by
       s (x) ds + ds (x) s: two passes over T per HVP, against the chain's three.
+    * blocked: p = 3 at GEMM sizes, under ``vmap`` of at least ``min_points`` points (default
+      ``FIELD_BLOCKED_MIN_POINTS``) on the CPU (``_batched_p3``). The batch, in chunks of at most
+      ``chunk_points`` points (``FIELD_CHUNK_POINTS``), meets T ``block_rows`` rows at a time
+      (``field_block_rows``): X = T_block s as one (rows n x n) by (n x S) matmul, then
+      v_i = sum_j X_ij s_j while X is still in the cache (2 MB at n = 200). The GEMM order's
+      (n^2 x S) outer products leave the cache as the batch grows (41 MB at n = 200 and 256
+      points), which held the vmapped gradient near 40-50% of this machine's matmul rate above
+      64 points; blocked, it runs near the rate of the matmul itself from 64 to 1024 points
+      (docs/PERFORMANCE.md). Its forward-mode derivative reuses X: dv = 2 X ds (T is symmetric),
+      so an HVP costs what a gradient does, against 2-3x in the GEMM order. Smaller batches
+      (where the GEMM order is faster) and other backends (whose matmuls want the whole batch)
+      keep ``vmap`` of the GEMM order; ``blocked=False`` keeps it everywhere (the roofline's
+      before). Reverse mode through the field itself is not supported at GEMM sizes (the
+      energy's gradient never needs it: its custom JVP takes the field as a primal).
 
     Flops per point (``field_flops``): chain 2 (n^p + ... + n^2); GEMM n^2 + 2 n^p (+ 2 n^2 for
-    p = 4). Small tensors keep the chain: it is as fast or faster there (no outer product; p = 3,
-    n = 30, 200 points: 0.56 vs 0.78 ms per gradient), and every size that the quick suite, the
-    tests, the census and the reproductions run (p = 3 up to n = 100, p = 4 up to n = 12) keeps
-    the numbers it always had, bit for bit. The switch, at 64 KB of chain intermediate per point
-    (p = 3: n >= 128; p = 4: n >= 26), is a function of (p, n) alone, so a cell's numbers stay a
-    function of its spec. The two orders agree to float32 rounding
+    p = 4); blocked 2 n^3 + 2 n^2, as the chain. Small tensors keep the chain: it is as fast or
+    faster there (no outer product; p = 3, n = 30, 200 points: 0.56 vs 0.78 ms per gradient), and
+    every size that the quick suite, the tests, the census and the reproductions run (p = 3 up to
+    n = 100, p = 4 up to n = 12) keeps the numbers it always had, bit for bit. The switch, at
+    64 KB of chain intermediate per point (p = 3: n >= 128; p = 4: n >= 26), is a function of
+    (p, n) alone, and the blocked order's of (p, n) and the batch size, so a cell's numbers stay a
+    function of its spec. The orders agree to float32 rounding
     (tests/problems/test_spin_glass_field.py).
     """
     p, n = tensor.ndim, tensor.shape[0]
@@ -265,28 +281,136 @@ def local_field(tensor, gemm_min_entries: int | None = None):
             return x.reshape(n, n * n) @ ss
         return (x.reshape(n * n, n * n) @ ss).reshape(n, n) @ s
 
-    return field
+    if not gemm or p != 3 or not blocked:
+        return field
+    return _batched_p3(field, tensor, FIELD_CHUNK_POINTS if chunk_points is None else chunk_points,
+                       field_block_rows(n, FIELD_BLOCK_ROWS if block_rows is None else block_rows),
+                       FIELD_BLOCKED_MIN_POINTS if min_points is None else min_points)
 
 
-def field_flops(p: int, n: int, gemm_min_entries: int | None = None) -> int:
+# The blocked field (local_field): measured on a 2-core AMD EPYC at n = 200 (docs/PERFORMANCE.md).
+# Blocks of 10 rows ran at 98-102 GFLOP/s from 128 to 256 points, against 64-88 for blocks of 20-40
+# rows; below 64 points the GEMM order was faster (72 against 46-52 GFLOP/s at 32).
+FIELD_BLOCK_ROWS = 10  # rows of T per block (at most; field_block_rows)
+FIELD_CHUNK_POINTS = 256  # points per chunk of the batch: X = T_block s is 2 MB at n = 200
+FIELD_BLOCKED_MIN_POINTS = 64  # smaller batches keep vmap of the GEMM order
+
+
+def field_block_rows(n: int, rows: int = FIELD_BLOCK_ROWS) -> int:
+    """Rows of T per block of the blocked field: the largest divisor of n that is at most ``rows``
+    (blocks then tile T with no remainder; at n = 200: 10, at n = 128: 8)."""
+    return max(d for d in range(1, min(n, rows) + 1) if n % d == 0)
+
+
+def _blocked_p3(tensor, s, ds, rows: int):
+    """The local fields T.s^2 of a batch s (S, n) of p = 3 points, ``rows`` rows of T at a time (a
+    divisor of n), and with ``ds`` (S, n) their tangents 2 T.s.ds (T symmetric); (v, dv or None)."""
+    n, points = tensor.shape[0], s.shape[0]
+    blocks = tensor.astype(s.dtype).reshape(n // rows, rows * n, n)
+
+    def block(t):  # (rows n, n) -> the block's (S, rows) fields
+        x = (t @ s.T).reshape(rows, n, points)  # X_ijb = sum_k T_ijk s_bk, while in the cache:
+        v = jnp.einsum("ijb,bj->bi", x, s)
+        return v, None if ds is None else 2 * jnp.einsum("ijb,bj->bi", x, ds)
+
+    v, dv = jax.lax.map(block, blocks)  # (n / rows, S, rows)
+
+    def rejoin(a):
+        return None if a is None else a.transpose(1, 0, 2).reshape(points, n)
+
+    return rejoin(v), rejoin(dv)
+
+
+def _batched_p3(field, tensor, chunk_points: int, rows: int, min_points: int):
+    """``field`` (the p = 3 GEMM order, one point), whose batches of at least ``min_points`` points
+    under ``vmap`` on the CPU are the blocked contraction (``_blocked_p3``, ``rows`` rows a block)
+    over chunks of at most ``chunk_points`` points (equal chunks, the last padded with copies of
+    the first point, dropped after), value and forward-mode derivative alike
+    (``jax.custom_batching.custom_vmap`` inside a ``jax.custom_jvp``). One point, smaller batches,
+    or another backend: ``field`` and its autodiff JVP, as before."""
+
+    def in_chunks(fun, args):
+        points = args[0].shape[0]
+        if points <= chunk_points:
+            return fun(*args)
+        chunks = -(-points // chunk_points)
+        size = -(-points // chunks)
+        pad = chunks * size - points
+        xs = [jnp.concatenate([a, jnp.broadcast_to(a[:1], (pad, n))]).reshape(chunks, size, n) if pad
+              else a.reshape(chunks, size, n) for a in args]
+        out = jax.lax.map(lambda c: fun(*c), xs)
+        return jax.tree_util.tree_map(lambda o: o.reshape(chunks * size, n)[:points], out)
+
+    n = tensor.shape[0]
+
+    def batch(axis_size, in_batched, args):
+        return [a if b else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, b in zip(args, in_batched)]
+
+    def gemm_batch(s):
+        # vmap of the GEMM order, its matmul kept as T (n x n^2) by (n^2 x S): the rules return the
+        # batch first, and XLA would fold that transpose into the matmul as (S x n^2) by (n^2 x n),
+        # which ran 2x slower on the CPU at 4-16 points (the barrier keeps the transpose apart)
+        return jax.lax.optimization_barrier(jax.vmap(field, out_axes=1)(s)).T
+
+    values = jax.custom_batching.custom_vmap(field)
+
+    @values.def_vmap
+    def _values_rule(axis_size, in_batched, s):
+        if axis_size < min_points or jax.default_backend() != "cpu":
+            return gemm_batch(s), True
+        return in_chunks(lambda s: _blocked_p3(tensor, s, None, rows)[0], batch(axis_size, in_batched, [s])), True
+
+    def _value_and_tangent(s, ds):
+        return jax.jvp(field, (s,), (ds,))
+
+    tangents = jax.custom_batching.custom_vmap(_value_and_tangent)
+
+    @tangents.def_vmap
+    def _tangents_rule(axis_size, in_batched, s, ds):
+        if not in_batched[0]:  # one point, a batch of tangents (jax.jacfwd): the primal stays unbatched
+            v, linear = jax.linearize(field, s)
+            return (v, jax.vmap(linear)(ds)), (False, True)
+        if axis_size < min_points or jax.default_backend() != "cpu":
+            axes = [0 if b else None for b in in_batched]
+            out = jax.lax.optimization_barrier(jax.vmap(_value_and_tangent, in_axes=axes, out_axes=1)(s, ds))
+            return jax.tree_util.tree_map(jnp.transpose, out), (True, True)
+        out = in_chunks(lambda s, ds: _blocked_p3(tensor, s, ds, rows), batch(axis_size, in_batched, [s, ds]))
+        return out, (True, True)
+
+    @jax.custom_jvp
+    def blocked_field(s):
+        return values(s)
+
+    @blocked_field.defjvp
+    def _blocked_field_jvp(primals, tangent_in):
+        return tangents(primals[0], tangent_in[0])
+
+    return blocked_field
+
+
+def field_flops(p: int, n: int, gemm_min_entries: int | None = None, blocked: bool = False) -> int:
     """Flops of one ``local_field`` evaluation as the program computes them: 2 per multiply-add of
-    a matrix product, 1 per product of the outer product s (x) s (XLA's ``cost_analysis`` counts)."""
+    a matrix product, 1 per product of the outer product s (x) s (XLA's ``cost_analysis`` counts).
+    ``blocked``: per point of a vmapped batch on the CPU, where p = 3 at GEMM sizes is the blocked
+    order (X = T_block s, then X s: the chain's count)."""
     threshold = FIELD_GEMM_MIN_ENTRIES if gemm_min_entries is None else gemm_min_entries
-    if p == 2 or n ** (p - 1) < threshold:
+    if p == 2 or n ** (p - 1) < threshold or (blocked and p == 3):
         return sum(2 * n ** (p - k + 1) for k in range(1, p))
     return n * n + 2 * n**p + (2 * n * n if p == 4 else 0)
 
 
-def _energy(tensor, gemm_min_entries: int | None = None):
+def _energy(tensor, gemm_min_entries: int | None = None, blocked: bool = True, **layout):
     """E(s) = sum T_{i1..ip} s_i1...s_ip for a symmetric T, with its gradient p T.s^{p-1}.
 
     The custom JVP computes the local field v = T.s^{p-1} once (``local_field``: O(n^p)) and
     returns E = v.s and dE = p v.ds, so a gradient costs one pass over T instead of the two that
     reverse-mode differentiation of the contraction chain would take; it is exact because T is
-    symmetric. Hessian-vector products differentiate v by ordinary autodiff.
+    symmetric. Hessian-vector products differentiate v (forward mode: ``local_field``'s own
+    derivative where it has one). ``gemm_min_entries``, ``blocked`` and ``layout`` (``chunk_points``,
+    ``block_rows``, ``min_points``): ``local_field``'s.
     """
     p = tensor.ndim
-    field = local_field(tensor, gemm_min_entries)
+    field = local_field(tensor, gemm_min_entries, blocked, **layout)
 
     @jax.custom_jvp
     def energy(s):

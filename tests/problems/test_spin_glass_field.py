@@ -22,7 +22,15 @@ import numpy as np
 import pytest
 
 import problems
-from problems.spin_glass import FIELD_GEMM_MIN_ENTRIES, _chart_functions, _energy, local_field, radial_curvature
+from problems.spin_glass import (
+    FIELD_GEMM_MIN_ENTRIES,
+    _chart_functions,
+    _energy,
+    field_block_rows,
+    local_field,
+    radial_curvature,
+    symmetrize,
+)
 
 U = 2.0**-24
 CHAIN = math.inf  # gemm_min_entries that keeps the chain order at every size
@@ -131,3 +139,112 @@ def test_small_sizes_keep_the_chain_bitwise():
             jax.vmap(jax.value_and_grad(f))(w), jax.vmap(jax.value_and_grad(g))(w)))(w)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# The blocked order (p = 3 at GEMM sizes, vmapped batches on the CPU): at a tiny size with every
+# switch forced (GEMM from 1 entry, blocked from 1 point, chunks of 3 points, blocks of 4 rows), a
+# batch of 7 points runs as 3 chunks (the last padded) of 3 blocks each.
+TINY = {"gemm_min_entries": 1, "min_points": 1, "chunk_points": 3, "block_rows": 4}
+
+
+def _tiny_case(n=12, points=7):
+    rng = np.random.default_rng(5)
+    t = symmetrize(rng.standard_normal((n,) * 3)).astype(np.float32)
+    s = rng.standard_normal((points, n)).astype(np.float32)
+    ds = rng.standard_normal((points, n)).astype(np.float32)
+    return t, s, ds
+
+
+def _bound(k):
+    return (k + 2) * U / (1 - (k + 2) * U)  # Higham's gamma_{K+2} (module doc)
+
+
+def test_blocked_rows_divide_n():
+    assert field_block_rows(200) == 10 and field_block_rows(128) == 8 and field_block_rows(131) == 1
+    assert field_block_rows(12, 4) == 4 and field_block_rows(12, 5) == 4
+
+
+def test_blocked_field_and_tangent_within_float32_bound():
+    assert jax.default_backend() == "cpu"  # the blocked order is the CPU's
+    t, s, ds = _tiny_case()
+    n = t.shape[0]
+    field = local_field(jnp.asarray(t), **TINY)
+    # blocked: the batch's fields come from a lax.map over chunks (a scan), not one vmapped matmul
+    assert "scan" in str(jax.make_jaxpr(jax.vmap(field))(s))
+    assert "scan" in str(jax.make_jaxpr(jax.vmap(lambda a, b: jax.jvp(field, (a,), (b,))))(s, ds))
+    v, dv = jax.jit(jax.vmap(lambda a, b: jax.jvp(field, (a,), (b,))))(s, ds)
+    t64, s64, d64 = (np.asarray(x, np.float64) for x in (t, s, ds))
+    exact = np.einsum("ijk,bj,bk->bi", t64, s64, s64)
+    absolute = np.einsum("ijk,bj,bk->bi", np.abs(t64), np.abs(s64), np.abs(s64))
+    d_exact = 2 * np.einsum("ijk,bj,bk->bi", t64, s64, d64)
+    d_absolute = 2 * np.einsum("ijk,bj,bk->bi", np.abs(t64), np.abs(s64), np.abs(d64))
+    gamma = _bound(n * n)
+    assert np.all(np.abs(np.asarray(v, np.float64) - exact) <= gamma * absolute)
+    assert np.all(np.abs(np.asarray(dv, np.float64) - d_exact) <= gamma * d_absolute)
+    # the value alone (the gradient's path) is the jvp's value, and each point's is the one-point
+    # field's to rounding (the one-point field is the GEMM order)
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(field))(s)), np.asarray(v))
+    one = np.stack([np.asarray(field(jnp.asarray(x))) for x in s])
+    assert np.all(np.abs(one - exact) <= gamma * absolute)
+
+
+def test_blocked_field_under_jacfwd_nested_vmap_and_hessian():
+    t, s, ds = _tiny_case()
+    t64, s64 = np.asarray(t, np.float64), np.asarray(s, np.float64)
+    field = local_field(jnp.asarray(t), **TINY)
+    gamma = _bound(t.shape[0] ** 2)
+    scale = np.abs(t64).sum(axis=(1, 2)).max() * np.abs(s64).max() * 2
+    # one point, a batch of tangents: the Jacobian 2 T.s
+    jac = np.asarray(jax.jacfwd(field)(s[0]), np.float64)
+    np.testing.assert_allclose(jac, 2 * np.einsum("ijk,j->ik", t64, s64[0]), rtol=0, atol=gamma * scale)
+    # a batch of batches (the runner's hyperparameter x seed vmaps) equals the flat batch's values
+    nested = jax.jit(jax.vmap(jax.vmap(field)))(np.stack([s, s[::-1]]))
+    flat = np.einsum("ijk,bj,bk->bi", t64, s64, s64)
+    absolute = np.einsum("ijk,bj,bk->bi", np.abs(t64), np.abs(s64), np.abs(s64))
+    assert np.all(np.abs(np.asarray(nested[0], np.float64) - flat) <= gamma * absolute)
+    assert np.all(np.abs(np.asarray(nested[1], np.float64) - flat[::-1]) <= gamma * absolute[::-1])
+    # the energy's dense Hessian (jacfwd of its custom gradient) at a batch of points: 6 T.s
+    energy = _energy(jnp.asarray(t), **TINY)
+    hess = np.asarray(jax.jit(jax.vmap(jax.hessian(energy)))(s), np.float64)
+    np.testing.assert_allclose(hess, 6 * np.einsum("ijk,bk->bij", t64, s64), rtol=0, atol=3 * gamma * scale)
+
+
+def test_blocked_field_below_min_points_is_the_gemm_order():
+    # 7 points, below min_points: vmap of the GEMM order (no chunk loop), its matmul kept in the
+    # orientation plain vmap gives it at n = 200 (problems/spin_glass.py: _batched_p3's gemm_batch);
+    # XLA may orient a tiny one either way, so the check is rounding, against numpy float64
+    t, s, ds = _tiny_case()
+    blocked = local_field(jnp.asarray(t), **{**TINY, "min_points": 8})
+    assert "scan" not in str(jax.make_jaxpr(jax.vmap(blocked))(s))
+    assert "scan" not in str(jax.make_jaxpr(jax.vmap(lambda a, b: jax.jvp(blocked, (a,), (b,))))(s, ds))
+    v, dv = jax.jit(jax.vmap(lambda a, b: jax.jvp(blocked, (a,), (b,))))(s, ds)
+    t64, s64, d64 = (np.asarray(x, np.float64) for x in (t, s, ds))
+    gamma = _bound(t.shape[0] ** 2)
+    exact = np.einsum("ijk,bj,bk->bi", t64, s64, s64)
+    absolute = np.einsum("ijk,bj,bk->bi", np.abs(t64), np.abs(s64), np.abs(s64))
+    d_exact = 2 * np.einsum("ijk,bj,bk->bi", t64, s64, d64)
+    d_absolute = 2 * np.einsum("ijk,bj,bk->bi", np.abs(t64), np.abs(s64), np.abs(d64))
+    assert np.all(np.abs(np.asarray(v, np.float64) - exact) <= gamma * absolute)
+    assert np.all(np.abs(np.asarray(dv, np.float64) - d_exact) <= gamma * d_absolute)
+
+
+def test_problem_loss_gradient_hvp_blocked_at_n128():
+    # spin_glass(p=3, n=128): a 64-point batch takes the blocked order (FIELD_BLOCKED_MIN_POINTS);
+    # against numpy float64 on 4 of the points, with the bound of the test above (lambda = 8)
+    p, n = 3, 128
+    prob = problems.get("spin_glass", p=p, n=n, instance=1)
+    w = jax.vmap(prob.init)(jax.random.split(jax.random.key(3), 64))
+    v = jax.random.normal(jax.random.key(4), w.shape)
+    f = prob.full_loss
+    assert "scan" in str(jax.make_jaxpr(jax.vmap(jax.grad(f)))(w))  # the blocked order
+    loss, grad = jax.jit(jax.vmap(jax.value_and_grad(f)))(w)
+    hvp = jax.jit(jax.vmap(lambda x, d: jax.jvp(jax.grad(f), (x,), (d,))[1]))(w, v)
+    t64 = np.asarray(prob.constants, np.float64)
+    gamma = 8.0 * math.sqrt(n ** (p - 1) + 16) * U
+    w64, v64 = np.asarray(w, np.float64), np.asarray(v, np.float64)
+    for i in (0, 21, 42, 63):
+        ref, absolute = _reference(t64, w64[i] / np.linalg.norm(w64[i]), v64[i], p, n)
+        for name, a, r, bound in zip(("loss", "gradient", "hvp"), (loss, grad, hvp), ref, absolute):
+            assert np.all(np.abs(np.asarray(a[i], np.float64) - r) <= gamma * bound), (name, i)
+            if name != "loss":
+                assert np.max(gamma * bound) < 0.1 * np.max(np.abs(r)), name
