@@ -356,6 +356,77 @@ def compile_table(results: str = "results"):
     return per
 
 
+# XLA's CPU compile phases, by the names of its profiler events (jaxlib 0.10.2), as compile_phases
+# reports them: (column, event name).
+COMPILE_PHASES = (("HLO passes", "HLO passes through layout assignment"), ("HLO passes", "HLO passes after layout "
+                  "assignment"), ("thunk emission", "ThunkEmitter::EmitEntryComputation"),
+                  ("fusion emitters", "FusionCompiler::Compile"), ("LLVM codegen", "JitCompiler::Compile"))
+
+
+def compile_phases(cells=("strict_saddle:adam", "relu_mlp:adam", "spin_glass:cubic_reg", "rosenbrock:perturbed_gd"),
+                   suite: str = "quick") -> list[dict]:
+    """Where a cell's compile time goes: tracing and lowering, then XLA's phases, per program.
+
+    ``cells``: "problem prefix:optimizer" of the ``suite``'s cells. Each program is built as
+    ``program.compile_cell`` builds it; tracing + lowering are timed, then the XLA compile runs under
+    ``jax.profiler.trace`` and the trace's events are summed by phase (``COMPILE_PHASES``): HLO
+    passes, thunk emission (the main thread's wall, the fusion emitters running inside it), the MLIR
+    fusion emitters (summed over kernels and threads: CPU seconds), LLVM codegen (the main thread's
+    wall; its worker threads' ``TaskDispatcher::dispatch`` events give the CPU seconds). The number
+    of kernels is the number of fusion-emitter events (none for the classic emitters that
+    second-order programs use, ``program.compiler_options``).
+    """
+    import glob
+    import gzip
+    import json
+    import tempfile
+
+    from bench import suites
+
+    by_name = {}
+    for c in suites.get(suite).cells():
+        by_name.setdefault((c.problem.split("(")[0], c.optimizer), c)
+    rows = []
+    print("| cell | trace + lower s | XLA compile s | HLO passes s | thunk emission s | fusion emitters CPU s "
+          "| LLVM codegen s (CPU s) | kernels | ms CPU per kernel |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in cells:
+        prefix, optimizer = name.split(":")
+        cell = by_name.get((prefix, optimizer))
+        if cell is None:
+            raise ValueError(f"no cell {name!r} in suite {suite!r}")
+        prob = problems.get(cell.problem)
+        prog = program.build_program(prob, optimizer, cell.grid.static, cell.steps, cell.log_every)
+        args = ({k: jax.ShapeDtypeStruct((len(cell.grid),), jnp.float32) for k in cell.grid.traced_names},
+                jax.ShapeDtypeStruct((len(cell.seeds),), jnp.uint32))
+        if prob.constants is not None:
+            args += (jax.tree_util.tree_map(lambda c: jax.ShapeDtypeStruct(c.shape, c.dtype), prob.constants),)
+        t0 = time.perf_counter()
+        lowered = jax.jit(prog).lower(*args)
+        lower_s = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            with jax.profiler.trace(tmp):
+                t0 = time.perf_counter()
+                lowered.compile(program.compiler_options(optimizer))
+                compile_s = time.perf_counter() - t0
+            events = [e for f in glob.glob(f"{tmp}/**/*.trace.json.gz", recursive=True)
+                      for e in json.load(gzip.open(f))["traceEvents"] if e.get("ph") == "X"]
+        row = {"cell": name, "lower_s": lower_s, "compile_s": compile_s}
+        for column, event in COMPILE_PHASES:
+            row[column] = row.get(column, 0.0) + sum(e["dur"] for e in events if e["name"].startswith(event)) / 1e6
+        row["kernels"] = sum(e["name"] == "FusionCompiler::Compile" for e in events)
+        row["codegen_cpu_s"] = sum(e["dur"] for e in events if e["name"] == "TaskDispatcher::dispatch") / 1e6
+        cpu = row["fusion emitters"] + max(row["codegen_cpu_s"], row["LLVM codegen"])
+        # the classic emitters (second-order programs, program.compiler_options) emit no such events
+        row["ms_per_kernel"] = 1e3 * cpu / row["kernels"] if row["kernels"] else math.nan
+        rows.append(row)
+        kernels = f"{row['kernels']} | {row['ms_per_kernel']:.0f}" if row["kernels"] else "- | -"
+        print(f"| {name} | {lower_s:.2f} | {compile_s:.2f} | {row['HLO passes']:.2f} | {row['thunk emission']:.2f} "
+              f"| {row['fusion emitters']:.2f} | {row['LLVM codegen']:.2f} ({row['codegen_cpu_s']:.2f}) "
+              f"| {kernels} |", flush=True)
+    return rows
+
+
 def report(sections=SECTIONS, seeds=(1, 8, 32), steps: int = 2000, dim: int = 20, repeats: int = 7,
            roofline_seeds=(1, 4, 16, 64, 256, 1024), results: str = "results") -> dict:
     """``python -m bench perf``: the chosen sections (``SECTIONS``), each a Markdown table under a heading."""
@@ -653,6 +724,9 @@ if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-gla
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "spin-glass-compile":
         spin_glass_compile()
+    elif what == "compile-phases":
+        print(machine_line())
+        compile_phases(*([sys.argv[2].split(",")] if len(sys.argv) > 2 else []))
     elif what == "spin-glass-blocks":
         print(machine_line())
         spin_glass_block_rows()
@@ -663,5 +737,5 @@ if __name__ == "__main__":  # python -m bench.perf spin-glass-compile | spin-gla
         else:
             spin_glass_roofline(order=sys.argv[2] if len(sys.argv) > 2 else "default")
     else:
-        sys.exit("usage: python -m bench.perf spin-glass-compile | spin-glass-blocks | spin-glass-roofline [chain "
-                 "| matmul | blocked | compare]")
+        sys.exit("usage: python -m bench.perf compile-phases [PROBLEM:OPTIMIZER,...] | spin-glass-compile "
+                 "| spin-glass-blocks | spin-glass-roofline [chain | matmul | blocked | compare]")

@@ -79,3 +79,16 @@ def test_compile_share_of_a_synthetic_store(tmp_path, capsys):
 def test_unknown_section_is_refused():
     with pytest.raises(ValueError, match="unknown perf sections"):
         perf.report(["roofline", "bogus"])
+
+
+def test_compile_phases_of_a_quick_cell(capsys):
+    # the smallest quick-suite program: its XLA compile splits into the phases the trace names,
+    # each a part of the whole (a renamed profiler event would show as a zero here)
+    (row,) = perf.compile_phases(["strict_saddle:sgd"])
+    assert row["kernels"] > 10
+    for phase in ("HLO passes", "thunk emission", "fusion emitters", "LLVM codegen"):
+        assert 0 < row[phase] < row["compile_s"] * 2 + 1, phase  # fusion emitters: summed over 2 threads
+    assert row["HLO passes"] + row["thunk emission"] + row["LLVM codegen"] <= row["compile_s"]
+    assert "| strict_saddle:sgd |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no cell"):
+        perf.compile_phases(["strict_saddle:no_such_optimizer"])
