@@ -288,9 +288,10 @@ def local_field(tensor, gemm_min_entries: int | None = None, blocked: bool = Tru
                        FIELD_BLOCKED_MIN_POINTS if min_points is None else min_points)
 
 
-# The blocked field (local_field): measured on a 2-core AMD EPYC at n = 200 (docs/PERFORMANCE.md).
-# Blocks of 10 rows ran at 98-102 GFLOP/s from 128 to 256 points, against 64-88 for blocks of 20-40
-# rows; below 64 points the GEMM order was faster (72 against 46-52 GFLOP/s at 32).
+# The blocked field (local_field): measured on a 2-core AMD EPYC at n = 200 (docs/PERFORMANCE.md,
+# `python -m bench.perf spin-glass-blocks`). Blocks of 10 rows were the fastest or within noise of it
+# from 64 to 256 points (91-117 GFLOP/s; 5 to 40 rows: 64-108); below 64 points the GEMM order was
+# faster (72 against 46-52 GFLOP/s at 32).
 FIELD_BLOCK_ROWS = 10  # rows of T per block (at most; field_block_rows)
 FIELD_CHUNK_POINTS = 256  # points per chunk of the batch: X = T_block s is 2 MB at n = 200
 FIELD_BLOCKED_MIN_POINTS = 64  # smaller batches keep vmap of the GEMM order
