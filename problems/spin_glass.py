@@ -270,8 +270,8 @@ def local_field(tensor, gemm_min_entries: int | None = None, blocked: bool = Tru
     threshold = FIELD_GEMM_MIN_ENTRIES if gemm_min_entries is None else gemm_min_entries
     gemm = p > 2 and n ** (p - 1) >= threshold
 
-    def field(s):
-        x = tensor.astype(s.dtype)
+    def field_of(t, s):
+        x = t.astype(s.dtype)
         if not gemm:
             for _ in range(p - 1):
                 x = x @ s
@@ -282,8 +282,8 @@ def local_field(tensor, gemm_min_entries: int | None = None, blocked: bool = Tru
         return (x.reshape(n * n, n * n) @ ss).reshape(n, n) @ s
 
     if not gemm or p != 3 or not blocked:
-        return field
-    return _batched_p3(field, tensor, FIELD_CHUNK_POINTS if chunk_points is None else chunk_points,
+        return functools.partial(field_of, tensor)
+    return _batched_p3(field_of, tensor, FIELD_CHUNK_POINTS if chunk_points is None else chunk_points,
                        field_block_rows(n, FIELD_BLOCK_ROWS if block_rows is None else block_rows),
                        FIELD_BLOCKED_MIN_POINTS if min_points is None else min_points)
 
@@ -322,13 +322,19 @@ def _blocked_p3(tensor, s, ds, rows: int):
     return rejoin(v), rejoin(dv)
 
 
-def _batched_p3(field, tensor, chunk_points: int, rows: int, min_points: int):
-    """``field`` (the p = 3 GEMM order, one point), whose batches of at least ``min_points`` points
-    under ``vmap`` on the CPU are the blocked contraction (``_blocked_p3``, ``rows`` rows a block)
-    over chunks of at most ``chunk_points`` points (equal chunks, the last padded with copies of
-    the first point, dropped after), value and forward-mode derivative alike
+def _batched_p3(field_of, tensor, chunk_points: int, rows: int, min_points: int):
+    """``s -> field_of(tensor, s)`` (the p = 3 GEMM order, one point), whose batches of at least
+    ``min_points`` points under ``vmap`` on the CPU are the blocked contraction (``_blocked_p3``,
+    ``rows`` rows a block) over chunks of at most ``chunk_points`` points (equal chunks, the last
+    padded with copies of the first point, dropped after), value and forward-mode derivative alike
     (``jax.custom_batching.custom_vmap`` inside a ``jax.custom_jvp``). One point, smaller batches,
-    or another backend: ``field`` and its autodiff JVP, as before."""
+    another backend, or a batch of tensors: ``field_of`` and its autodiff JVP, as before.
+
+    The tensor is an argument of the ``custom_vmap`` functions, not a closure of their rules: in the
+    runner it is an argument of the compiled program (a tracer), and a rule that closed over it
+    would leak it into the scans it is batched inside.
+    """
+    n = tensor.shape[0]
 
     def in_chunks(fun, args):
         points = args[0].shape[0]
@@ -342,49 +348,49 @@ def _batched_p3(field, tensor, chunk_points: int, rows: int, min_points: int):
         out = jax.lax.map(lambda c: fun(*c), xs)
         return jax.tree_util.tree_map(lambda o: o.reshape(chunks * size, n)[:points], out)
 
-    n = tensor.shape[0]
-
-    def batch(axis_size, in_batched, args):
+    def broadcast(axis_size, in_batched, args):
         return [a if b else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, b in zip(args, in_batched)]
 
-    def gemm_batch(s):
+    def vmapped(fun, in_batched, args):
         # vmap of the GEMM order, its matmul kept as T (n x n^2) by (n^2 x S): the rules return the
         # batch first, and XLA would fold that transpose into the matmul as (S x n^2) by (n^2 x n),
         # which ran 2x slower on the CPU at 4-16 points (the barrier keeps the transpose apart)
-        return jax.lax.optimization_barrier(jax.vmap(field, out_axes=1)(s)).T
+        out = jax.vmap(fun, in_axes=[0 if b else None for b in in_batched], out_axes=-1)(*args)
+        return jax.tree_util.tree_map(jnp.transpose, jax.lax.optimization_barrier(out))
 
-    values = jax.custom_batching.custom_vmap(field)
+    def blocked_here(axis_size, in_batched):
+        return not in_batched[0] and axis_size >= min_points and jax.default_backend() == "cpu"
+
+    values = jax.custom_batching.custom_vmap(field_of)
 
     @values.def_vmap
-    def _values_rule(axis_size, in_batched, s):
-        if axis_size < min_points or jax.default_backend() != "cpu":
-            return gemm_batch(s), True
-        return in_chunks(lambda s: _blocked_p3(tensor, s, None, rows)[0], batch(axis_size, in_batched, [s])), True
+    def _values_rule(axis_size, in_batched, t, s):
+        if not blocked_here(axis_size, in_batched):
+            return vmapped(field_of, in_batched, (t, s)), True
+        return in_chunks(lambda s: _blocked_p3(t, s, None, rows)[0], [s]), True
 
-    def _value_and_tangent(s, ds):
-        return jax.jvp(field, (s,), (ds,))
+    def value_and_tangent(t, s, ds):
+        return jax.jvp(lambda s: field_of(t, s), (s,), (ds,))
 
-    tangents = jax.custom_batching.custom_vmap(_value_and_tangent)
+    tangents = jax.custom_batching.custom_vmap(value_and_tangent)
 
     @tangents.def_vmap
-    def _tangents_rule(axis_size, in_batched, s, ds):
-        if not in_batched[0]:  # one point, a batch of tangents (jax.jacfwd): the primal stays unbatched
-            v, linear = jax.linearize(field, s)
+    def _tangents_rule(axis_size, in_batched, t, s, ds):
+        if not in_batched[0] and not in_batched[1]:  # one point, a batch of tangents (jax.jacfwd)
+            v, linear = jax.linearize(lambda s: field_of(t, s), s)
             return (v, jax.vmap(linear)(ds)), (False, True)
-        if axis_size < min_points or jax.default_backend() != "cpu":
-            axes = [0 if b else None for b in in_batched]
-            out = jax.lax.optimization_barrier(jax.vmap(_value_and_tangent, in_axes=axes, out_axes=1)(s, ds))
-            return jax.tree_util.tree_map(jnp.transpose, out), (True, True)
-        out = in_chunks(lambda s, ds: _blocked_p3(tensor, s, ds, rows), batch(axis_size, in_batched, [s, ds]))
+        if not blocked_here(axis_size, in_batched):
+            return vmapped(value_and_tangent, in_batched, (t, s, ds)), (True, True)
+        out = in_chunks(lambda s, ds: _blocked_p3(t, s, ds, rows), broadcast(axis_size, in_batched[1:], [s, ds]))
         return out, (True, True)
 
     @jax.custom_jvp
     def blocked_field(s):
-        return values(s)
+        return values(tensor, s)
 
     @blocked_field.defjvp
     def _blocked_field_jvp(primals, tangent_in):
-        return tangents(primals[0], tangent_in[0])
+        return tangents(tensor, primals[0], tangent_in[0])
 
     return blocked_field
 

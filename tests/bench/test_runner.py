@@ -208,3 +208,19 @@ def test_bad_input_fails_before_running(kwargs, err):
 def test_unknown_optimizer_names_the_valid_ones():
     with pytest.raises(KeyError, match="valid optimizers: .*adam"):
         bench.run_cell("strict_saddle", "adamx", steps=10, log_every=5)
+
+
+def test_blocked_spin_glass_field_runs_inside_the_runners_program():
+    # spin_glass(p=3, n=128) at 64 seeds takes the blocked field (problems/spin_glass.py), whose
+    # vmap rules must not close over the coupling tensor: the runner passes it as an argument of
+    # the program, and the rules run inside its scans (a closure leaked the tracer). Newton: the
+    # gradient (the field's value rule) and HVPs (its tangent rule), under the hp x seed vmaps.
+    prob = problems.get("spin_glass", p=3, n=128, instance=0)
+    seeds = list(range(64))
+    df = bench.run_cell(prob, "newton", seeds=seeds, steps=2, log_every=1)
+    assert np.isfinite(df[schema.LOSS]).all() and (df[df[schema.STEP] == 2][schema.N_HVPS] > 0).all()
+    # the logged step-0 losses are the start points' energies, evaluated one point at a time
+    inits = jax.vmap(lambda s: prob.init(jax.random.split(jax.random.key(s))[0]))(np.asarray(seeds, np.uint32))
+    start = jax.jit(jax.vmap(prob.full_loss))(inits)
+    logged = df[df[schema.STEP] == 0].sort_values(schema.SEED)[schema.LOSS].to_numpy()
+    np.testing.assert_allclose(logged, np.asarray(start), rtol=0, atol=1e-5)
