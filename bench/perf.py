@@ -580,7 +580,7 @@ def default_field_order(p: int, n: int) -> str:
 def _field_order_functions(prob, p: int, n: int, order: str | None = None):
     """``(vmapped gradient, vmapped HVP)`` of the spin glass, its field in ``order`` (None: the
     problem's own), jitted with the coupling tensor as an argument, as the runner compiles it
-    (an embedded 32 MB constant made the same program's speed vary between compiles)."""
+    (not a 32 MB constant embedded in the program)."""
     from problems.spin_glass import _chart_functions, _energy
 
     if order is None:
@@ -596,11 +596,14 @@ def _field_order_functions(prob, p: int, n: int, order: str | None = None):
     return (lambda w: grad(w, t)), (lambda w, v: hvp(w, v, t))
 
 
-def _order_flops(p: int, n: int, order: str) -> int:
-    from problems.spin_glass import field_flops
+def _order_flops(p: int, n: int, order: str, points: int) -> int:
+    """Flops of one point's field in ``order`` within a vmapped batch of ``points`` points (the
+    blocked order is the matmul order below ``FIELD_BLOCKED_MIN_POINTS``)."""
+    from problems.spin_glass import FIELD_BLOCKED_MIN_POINTS, field_flops
 
     kw = FIELD_ORDERS[order]
-    return field_flops(p, n, kw["gemm_min_entries"], blocked=kw["blocked"] and p == 3)
+    blocked = kw["blocked"] and p == 3 and points >= FIELD_BLOCKED_MIN_POINTS
+    return field_flops(p, n, kw["gemm_min_entries"], blocked=blocked)
 
 
 def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024), repeats: int = 5,
@@ -615,7 +618,8 @@ def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024
     block of rows by block (blocked) or at once (chain); in the matmul order 2 n^p + n^2, one
     (n x n^2) by (n^2 x S) matmul; the O(n) chart around it is not counted. *same-shape matmul*:
     that dominant matmul alone, as one ``jnp.dot``, the ceiling of the contraction. The HVP is
-    forward over reverse (the field and its tangent). ``order``: "default" (the problem as it is
+    forward over reverse (the field and its tangent). Times: the better of two alternated rounds,
+    each the best of ``repeats``. ``order``: "default" (the problem as it is
     on this backend, ``default_field_order``), or one of ``FIELD_ORDERS`` at every size (for the
     before/after tables).
     """
@@ -625,24 +629,36 @@ def spin_glass_roofline(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 256, 1024
     name = default_field_order(p, n) if order == "default" else order
     grad, hvp = _field_order_functions(prob, p, n, None if order == "default" else name)
     peak_before = matmul_gflops()
-    grad_flops = _order_flops(p, n, name)
-    gemm = name == "matmul"
-    shape = "(n x n^{p-1}) by (n^{p-1} x S)" if gemm else "(n^{p-1} x n) by (n x S)"
+    from problems.spin_glass import FIELD_BLOCKED_MIN_POINTS
+
+    def runs(s):  # the order a batch of s points runs in
+        return "matmul" if name == "blocked" and (p != 3 or s < FIELD_BLOCKED_MIN_POINTS) else name
+
+    shapes = {"matmul": "(n x n^{p-1}) by (n^{p-1} x S)", "chain": "(n^{p-1} x n) by (n x S)",
+              "blocked": "(n^{p-1} x n) by (n x S)"}
     rows = []
     for s in seeds:
         w = jax.vmap(prob.init)(jax.random.split(jax.random.key(1), s))
         v = jax.random.normal(jax.random.key(2), w.shape, w.dtype)  # a generic direction, not w (radial)
-        t_g = _best(lambda w=w: jax.block_until_ready(grad(w)), repeats)
-        t_h = _best(lambda w=w, v=v: jax.block_until_ready(hvp(w, v)), repeats)
+        t_g = t_h = math.inf
+        for _ in range(2):  # alternated: a first spell after a new batch size ran 1.5x slow
+            t_g = min(t_g, _best(lambda w=w: jax.block_until_ready(grad(w)), repeats))
+            t_h = min(t_h, _best(lambda w=w, v=v: jax.block_until_ready(hvp(w, v)), repeats))
+        gemm = runs(s) == "matmul"
         same = matmul_gflops((n, n ** (p - 1), s) if gemm else (n ** (p - 1), n, s), repeats)
-        rows.append({"seeds": s, "grad_s": t_g, "gflops": grad_flops * s / t_g / 1e9, "same_shape_gflops": same,
-                     "hvp_s": t_h, "order": name})
+        flops = _order_flops(p, n, name, s)
+        rows.append({"seeds": s, "grad_s": t_g, "gflops": flops * s / t_g / 1e9, "same_shape_gflops": same,
+                     "hvp_s": t_h, "order": runs(s), "flops_per_point": flops})
     # the machine's rate: the better of two measurements, before and after the rows (a shared machine
     # is slower at times; against the better one the fractions are conservative)
     peak = max(peak_before, matmul_gflops())
+    orders = sorted({r["order"] for r in rows}, key=[r["order"] for r in rows].index)
+    described = "; ".join(
+        f"{o} order{' (' + str(FIELD_BLOCKED_MIN_POINTS) + ' points and more)' if o == 'blocked' else ''}: "
+        f"same-shape matmul {shapes[o]}, gradient {next(r['flops_per_point'] for r in rows if r['order'] == o):.3g} "
+        "flops per point" for o in orders)
     print(f"dense float32 matmul: {peak:.1f} GFLOP/s (2048^3, best of 10, the better of before and after the "
-          f"rows); spin_glass(p={p},n={n}), {name} order (same-shape matmul: {shape}), "
-          f"gradient {grad_flops:.3g} flops per point; best of {repeats}.")
+          f"rows); spin_glass(p={p},n={n}), {described}; best of {repeats}.")
     print()
     print("| seeds | gradient ms | gradient GFLOP/s | % of matmul | same-shape matmul GFLOP/s | HVP ms "
           "| HVP / gradient time |")
@@ -685,7 +701,7 @@ def spin_glass_roofline_compare(n: int = 200, p: int = 3, seeds=(1, 4, 16, 64, 2
     for r in rows:
         s = r["seeds"]
         for name in orders:
-            r[f"{name}_gflops"] = _order_flops(p, n, name) * s / r[f"{name}_grad_s"] / 1e9
+            r[f"{name}_gflops"] = _order_flops(p, n, name, s) * s / r[f"{name}_grad_s"] / 1e9
         r["peak_gflops"] = peak
         print(f"| {s} | " + " | ".join(f"{1e3 * r[f'{o}_grad_s']:.3g}" for o in orders) + " | "
               + " | ".join(f"{r[f'{o}_gflops']:.1f} ({100 * r[f'{o}_gflops'] / peak:.0f}%)" for o in orders) + " | "
